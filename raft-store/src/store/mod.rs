@@ -1,0 +1,27 @@
+//! Storage: openraft's log and state machine traits implemented once over
+//! the [`KvBackend`] trait, with sled and in-memory backends.
+
+pub mod backend;
+pub mod log_store;
+pub mod state_machine;
+
+use std::path::Path;
+
+pub use backend::{BackendError, Durability, KvBackend, MemoryBackend, SledBackend, Tree, WriteOp};
+pub use log_store::LogStore;
+pub use state_machine::{Projection, Response, SharedState, StateMachineStore};
+
+use crate::NodeId;
+
+/// Opens both stores on one backend.
+pub fn open_stores<B: KvBackend>(
+    backend: B,
+) -> Result<(LogStore<B>, StateMachineStore<B>), openraft::StorageError<NodeId>> {
+    let state_machine = StateMachineStore::open(backend.clone())?;
+    Ok((LogStore::new(backend), state_machine))
+}
+
+/// Opens a sled database in `dir`.
+pub fn open_sled(dir: &Path) -> Result<SledBackend, BackendError> {
+    SledBackend::open(dir)
+}

@@ -1,0 +1,297 @@
+//! openraft's `RaftStateMachine` over a [`KvBackend`], applying entries to
+//! [`ClusterState`].
+//!
+//! The projection lives in memory and is persisted as snapshots; at start-up
+//! the last snapshot is loaded and openraft re-applies the committed log after
+//! it. Readers (the node API, later the reconciler) share the projection
+//! through [`SharedState`] and learn of progress through a watch on the
+//! applied index.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, ErrorSubject, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::backend::{Durability, KvBackend, Tree, WriteOp};
+use super::log_store::{decode, encode};
+use crate::state::{AppliedRequest, ClusterState};
+use crate::{NodeId, NodeInfo, TypeConfig};
+
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// What `apply` returns for each entry to the proposer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub index: u64,
+    /// `None` for Raft's own entries (blank, membership).
+    pub applied: Option<AppliedRequest>,
+}
+
+/// The projection and what Raft needs alongside it.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub last_membership: StoredMembership<NodeId, NodeInfo>,
+    pub state: ClusterState,
+}
+
+impl Projection {
+    pub fn applied_index(&self) -> u64 {
+        self.last_applied.map(|id| id.index).unwrap_or(0)
+    }
+}
+
+/// The projection shared between the state machine and its readers.
+#[derive(Clone)]
+pub struct SharedState {
+    projection: Arc<RwLock<Projection>>,
+    applied_index: watch::Sender<u64>,
+}
+
+impl SharedState {
+    fn new() -> Self {
+        Self {
+            projection: Arc::new(RwLock::new(Projection::default())),
+            applied_index: watch::Sender::new(0),
+        }
+    }
+
+    /// A consistent view: applied index, membership and state read together.
+    pub fn read(&self) -> RwLockReadGuard<'_, Projection> {
+        // Writers never panic while holding the lock (apply is infallible on
+        // a decoded entry), so poisoning can only come from a bug elsewhere;
+        // the data is still whole.
+        self.projection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Projection> {
+        self.projection
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Watch the applied log index (the reconciler and read-your-writes
+    /// waits use this instead of polling).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied_index.subscribe()
+    }
+
+    fn publish(&self, index: u64) {
+        self.applied_index.send_replace(index);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, NodeInfo>,
+    data: Vec<u8>,
+}
+
+/// Format of the snapshot body; bumped if [`ClusterState`]'s encoding changes.
+const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    format_version: u16,
+    state: ClusterState,
+}
+
+/// Makes snapshot ids unique within a process (with term and index, globally).
+static SNAPSHOT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone)]
+pub struct StateMachineStore<B: KvBackend> {
+    backend: B,
+    shared: SharedState,
+}
+
+impl<B: KvBackend> StateMachineStore<B> {
+    /// Opens the state machine, loading the last snapshot if there is one.
+    pub fn open(backend: B) -> Result<Self, StorageError<NodeId>> {
+        let store = Self {
+            backend,
+            shared: SharedState::new(),
+        };
+        if let Some(stored) = store.read_stored_snapshot()? {
+            store.load(&stored.meta, &stored.data)?;
+        }
+        Ok(store)
+    }
+
+    pub fn shared(&self) -> SharedState {
+        self.shared.clone()
+    }
+
+    fn read_stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
+        let subject = ErrorSubject::Snapshot(None);
+        match self.backend.get(Tree::StateMachine, KEY_SNAPSHOT) {
+            Ok(Some(bytes)) => decode(&bytes, subject).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(StorageError::IO {
+                source: openraft::StorageIOError::read_snapshot(None, &e),
+            }),
+        }
+    }
+
+    fn write_stored_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+        let signature = stored.meta.signature();
+        let bytes = encode(stored, ErrorSubject::Snapshot(Some(signature.clone())))?;
+        self.backend
+            .write(
+                Tree::StateMachine,
+                vec![WriteOp::Put(KEY_SNAPSHOT.to_vec(), bytes)],
+                Durability::Flush,
+            )
+            .map_err(|e| StorageError::IO {
+                source: openraft::StorageIOError::write_snapshot(Some(signature), &e),
+            })
+    }
+
+    /// Replaces the projection with a snapshot's.
+    fn load(
+        &self,
+        meta: &SnapshotMeta<NodeId, NodeInfo>,
+        data: &[u8],
+    ) -> Result<(), StorageError<NodeId>> {
+        let body: SnapshotBody = decode(data, ErrorSubject::Snapshot(Some(meta.signature())))?;
+        if body.format_version != SNAPSHOT_FORMAT_VERSION {
+            return Err(StorageError::IO {
+                source: openraft::StorageIOError::read_snapshot(
+                    Some(meta.signature()),
+                    &std::io::Error::other(format!(
+                        "snapshot format {} is not the supported {SNAPSHOT_FORMAT_VERSION}",
+                        body.format_version
+                    )),
+                ),
+            });
+        }
+        let index = {
+            let mut projection = self.shared.write();
+            projection.last_applied = meta.last_log_id;
+            projection.last_membership = meta.last_membership.clone();
+            projection.state = body.state;
+            projection.applied_index()
+        };
+        self.shared.publish(index);
+        Ok(())
+    }
+}
+
+impl<B: KvBackend> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<B> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (meta, data) = {
+            let projection = self.shared.read();
+            let sequence = SNAPSHOT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+            let snapshot_id = match projection.last_applied {
+                Some(last) => format!("{}-{}-{sequence}", last.leader_id, last.index),
+                None => format!("--{sequence}"),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: projection.last_applied,
+                last_membership: projection.last_membership.clone(),
+                snapshot_id,
+            };
+            let body = SnapshotBody {
+                format_version: SNAPSHOT_FORMAT_VERSION,
+                state: projection.state.clone(),
+            };
+            let data = encode(&body, ErrorSubject::Snapshot(Some(meta.signature())))?;
+            (meta, data)
+        };
+        let stored = StoredSnapshot { meta, data };
+        self.write_stored_snapshot(&stored)?;
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>), StorageError<NodeId>>
+    {
+        let projection = self.shared.read();
+        Ok((projection.last_applied, projection.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let index = {
+            let mut projection = self.shared.write();
+            for entry in entries {
+                let index = entry.log_id.index;
+                assert!(
+                    projection
+                        .last_applied
+                        .is_none_or(|last| last.index < index),
+                    "entries must be applied in increasing index order"
+                );
+                projection.last_applied = Some(entry.log_id);
+                let applied = match entry.payload {
+                    EntryPayload::Blank => None,
+                    EntryPayload::Normal(request) => Some(projection.state.apply(index, &request)),
+                    EntryPayload::Membership(membership) => {
+                        projection.last_membership =
+                            StoredMembership::new(Some(entry.log_id), membership);
+                        None
+                    }
+                };
+                responses.push(Response { index, applied });
+            }
+            projection.applied_index()
+        };
+        self.shared.publish(index);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, NodeInfo>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: snapshot.into_inner(),
+        };
+        // Validate by loading before persisting: a snapshot that cannot be
+        // decoded is refused and the old one stays.
+        self.load(&stored.meta, &stored.data)?;
+        self.write_stored_snapshot(&stored)
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.read_stored_snapshot()?.map(|stored| Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}

@@ -1,0 +1,24 @@
+//! The Raft RPC transport: HTTP, bincode bodies, authenticated by the
+//! cluster secret.
+//!
+//! - [`auth`]: the cluster secret and the middleware that refuses any request
+//!   without it (401, nothing changed).
+//! - [`server`]: the axum routes a node serves for its peers.
+//! - [`client`]: openraft's `RaftNetworkFactory`, dialing peers through one
+//!   pooled HTTP client with a deadline on every RPC.
+
+pub mod auth;
+pub mod client;
+pub mod server;
+
+pub use auth::{require_secret, ClusterSecret, SECRET_HEADER};
+pub use client::PeerNetwork;
+pub use server::raft_routes;
+
+/// Path prefix of the Raft RPC routes.
+pub const RAFT_PATH_APPEND: &str = "/raft/append";
+pub const RAFT_PATH_VOTE: &str = "/raft/vote";
+pub const RAFT_PATH_SNAPSHOT: &str = "/raft/snapshot";
+
+/// Content type of bincode bodies.
+pub const BINCODE_CONTENT_TYPE: &str = "application/x-bincode";

@@ -1,0 +1,64 @@
+//! openraft's storage conformance suite, run against both backends: sled in a
+//! temporary directory (the production store) and memory (the simulation's).
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+use raft_store::store::{open_stores, LogStore, MemoryBackend, SledBackend, StateMachineStore};
+use raft_store::{NodeId, TypeConfig};
+
+struct SledBuilder;
+
+impl
+    StoreBuilder<
+        TypeConfig,
+        LogStore<SledBackend>,
+        StateMachineStore<SledBackend>,
+        tempfile::TempDir,
+    > for SledBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<
+        (
+            tempfile::TempDir,
+            LogStore<SledBackend>,
+            StateMachineStore<SledBackend>,
+        ),
+        StorageError<NodeId>,
+    > {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let backend = SledBackend::open(dir.path()).expect("open sled");
+        let (log, state_machine) = open_stores(backend)?;
+        Ok((dir, log, state_machine))
+    }
+}
+
+struct MemoryBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore<MemoryBackend>, StateMachineStore<MemoryBackend>, ()>
+    for MemoryBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<
+        (
+            (),
+            LogStore<MemoryBackend>,
+            StateMachineStore<MemoryBackend>,
+        ),
+        StorageError<NodeId>,
+    > {
+        let (log, state_machine) = open_stores(MemoryBackend::new())?;
+        Ok(((), log, state_machine))
+    }
+}
+
+#[test]
+fn sled_store_passes_openraft_suite() -> Result<(), StorageError<NodeId>> {
+    Suite::test_all(SledBuilder)
+}
+
+#[test]
+fn memory_store_passes_openraft_suite() -> Result<(), StorageError<NodeId>> {
+    Suite::test_all(MemoryBuilder)
+}
