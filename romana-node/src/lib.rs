@@ -1,1 +1,49 @@
+//! # romana-node: the per-host daemon and the operator CLI
+//!
+//! ## Layout
+//!
+//! - [`config`]: `romana-node run` flags and the TOML file with the same keys.
+//! - [`node`]: a running node: start-up (resume, join or initialise), the
+//!   write path (`propose` → leader → commit → applied here), membership
+//!   (admit, remove, promote learners) and shutdown.
+//! - [`api`]: the axum router served on the unix socket and on TCP; errors
+//!   and their HTTP statuses.
+//! - [`http_client`]: the client for that API (romanactl, peers, tests).
+//! - [`ctl`]: `romanactl`'s commands and output.
+//! - [`bench`]: `romana-node bench`, the commit-rate benchmark.
+//! - [`error`]: the crate's error type.
+//!
+//! ## The path of a write
+//!
+//! `romanactl note TEXT` → `POST /v1/notes` on any node ([`api`]) →
+//! [`node::Node::propose`] stamps actor, request id and time → if this node
+//! leads, `Raft::client_write`; otherwise the request is forwarded to the
+//! leader's `/v1/internal/propose` → replicated and committed
+//! ([`raft_store::transport`], [`raft_store::store`]) → applied on every
+//! replica ([`raft_store::ClusterState::apply`]) → the receiving node waits
+//! until it has applied the entry itself, then answers.
 
+pub mod api;
+pub mod bench;
+pub mod config;
+pub mod ctl;
+pub mod error;
+pub mod http_client;
+pub mod node;
+
+/// Sets up `tracing` output: `RUST_LOG`-style filter (default `info`), text
+/// or JSON lines on stderr.
+pub fn init_logging(format: config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}

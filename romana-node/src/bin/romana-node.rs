@@ -1,1 +1,67 @@
-fn main() {}
+//! `romana-node`: parse the command line and hand over to the library.
+//! Errors end the process with one line on stderr and exit code 1.
+
+use clap::{Parser, Subcommand};
+use romana_node::bench::BenchArgs;
+use romana_node::config::RunArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "romana-node",
+    version,
+    about = "Romana's per-host daemon: a replica of the cluster's event log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: NodeCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Run the node.
+    Run(RunArgs),
+    /// Measure commit rate and latency on a loopback cluster.
+    Bench(BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            NodeCommand::Run(args) => {
+                let config = args.resolve()?;
+                romana_node::init_logging(config.log_format);
+                romana_node::node::run(config, shutdown_signal()).await
+            }
+            NodeCommand::Bench(args) => romana_node::bench::run(args).await,
+        }
+    });
+    if let Err(e) = result {
+        fail(&e.to_string());
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("romana-node: {message}");
+    std::process::exit(1);
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! `romana-node run` configuration: command-line flags, optionally on top of
+//! a TOML file with the same keys (`data-dir = "/var/lib/romana"`). Flags win
+//! over the file; the file wins over the defaults.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use raft_store::entry::validate_node_name;
+use raft_store::state::MAX_VOTERS_TARGET;
+use serde::Deserialize;
+
+use crate::error::Error;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/romana";
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9600";
+pub const DEFAULT_API_SOCKET: &str = "/run/romana/romana.sock";
+pub const DEFAULT_VOTERS: u8 = 3;
+pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
+pub const DEFAULT_PURGE_KEEP_LOGS: u64 = 1_000;
+pub const DEFAULT_HEARTBEAT_MS: u64 = 150;
+pub const DEFAULT_ELECTION_TIMEOUT_MS_MIN: u64 = 750;
+pub const DEFAULT_ELECTION_TIMEOUT_MS_MAX: u64 = 1_500;
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
+
+/// Flags of `romana-node run`. Every one may also be given in the file.
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RunArgs {
+    /// TOML file with the same keys as these flags.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Node name (default: the hostname). A DNS-1123 name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the log, snapshots and identity live [default: /var/lib/romana].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// TCP listener for peers and remote romanactl [default: 0.0.0.0:9600].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address peers use to reach this node [default: derived from --listen].
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// An existing member to join through (repeatable).
+    #[arg(long)]
+    #[serde(default)]
+    pub join: Vec<String>,
+    /// Unix socket for the CNI plugin and local tools, mode 0600
+    /// [default: /run/romana/romana.sock].
+    #[arg(long)]
+    pub api_socket: Option<PathBuf>,
+    /// File holding the cluster secret. Without it a new cluster generates one
+    /// in DATA_DIR/cluster-secret; joining nodes must be given it.
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Target number of voters (odd, 1 to 9; set when the cluster is created)
+    /// [default: 3].
+    #[arg(long)]
+    pub voters: Option<u8>,
+    /// Log format: text or json [default: text].
+    #[arg(long)]
+    pub log_format: Option<LogFormat>,
+    /// Take a snapshot after this many entries since the last [default: 10000].
+    #[arg(long)]
+    pub snapshot_logs: Option<u64>,
+    /// Entries kept in the log below a snapshot, for slow followers [default: 1000].
+    #[arg(long)]
+    pub purge_keep_logs: Option<u64>,
+    /// Raft heartbeat interval [default: 150].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Raft election timeout, lower bound [default: 750].
+    #[arg(long)]
+    pub election_timeout_ms_min: Option<u64>,
+    /// Raft election timeout, upper bound [default: 1500].
+    #[arg(long)]
+    pub election_timeout_ms_max: Option<u64>,
+    /// How long a write may wait for a leader to commit it before the caller
+    /// gets an error [default: 5000].
+    #[arg(long)]
+    pub write_timeout_ms: Option<u64>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub join: Vec<String>,
+    pub api_socket: PathBuf,
+    pub cluster_secret_file: Option<PathBuf>,
+    pub voters: u8,
+    pub log_format: LogFormat,
+    pub snapshot_logs: u64,
+    pub purge_keep_logs: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+    pub write_timeout_ms: u64,
+}
+
+impl RunArgs {
+    /// Merge with the config file, apply defaults, validate.
+    pub fn resolve(self) -> Result<NodeConfig, Error> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str::<RunArgs>(&text).map_err(|e| {
+                    Error::Config(format!("config file {}: {}", path.display(), e.message()))
+                })?
+            }
+            None => RunArgs::default(),
+        };
+        let join = if self.join.is_empty() {
+            file.join
+        } else {
+            self.join
+        };
+        let name = match self.name.or(file.name) {
+            Some(name) => name,
+            None => hostname()?,
+        };
+        validate_node_name(&name).map_err(|e| Error::Config(format!("--name: {e}")))?;
+        let listen_text = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|e| {
+            Error::Config(format!(
+                "--listen {listen_text:?}: {e} (expected ADDR:PORT)"
+            ))
+        })?;
+        let advertise = match self.advertise.or(file.advertise) {
+            Some(advertise) => advertise,
+            None => derive_advertise(listen)?,
+        };
+        validate_host_port("--advertise", &advertise)?;
+        for member in &join {
+            validate_host_port("--join", member)?;
+        }
+        let voters = self.voters.or(file.voters).unwrap_or(DEFAULT_VOTERS);
+        if voters == 0 || voters > MAX_VOTERS_TARGET || voters % 2 == 0 {
+            return Err(Error::Config(format!(
+                "--voters must be odd, from 1 to {MAX_VOTERS_TARGET}; got {voters}"
+            )));
+        }
+        let heartbeat_ms = self
+            .heartbeat_ms
+            .or(file.heartbeat_ms)
+            .unwrap_or(DEFAULT_HEARTBEAT_MS);
+        let election_timeout_ms_min = self
+            .election_timeout_ms_min
+            .or(file.election_timeout_ms_min)
+            .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MS_MIN);
+        let election_timeout_ms_max = self
+            .election_timeout_ms_max
+            .or(file.election_timeout_ms_max)
+            .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MS_MAX);
+        if heartbeat_ms == 0
+            || election_timeout_ms_min <= heartbeat_ms
+            || election_timeout_ms_max <= election_timeout_ms_min
+        {
+            return Err(Error::Config(format!(
+                "timeouts must satisfy 0 < heartbeat ({heartbeat_ms} ms) < election min ({election_timeout_ms_min} ms) < election max ({election_timeout_ms_max} ms)"
+            )));
+        }
+        let snapshot_logs = self
+            .snapshot_logs
+            .or(file.snapshot_logs)
+            .unwrap_or(DEFAULT_SNAPSHOT_LOGS);
+        if snapshot_logs == 0 {
+            return Err(Error::Config("--snapshot-logs must be at least 1".into()));
+        }
+        let write_timeout_ms = self
+            .write_timeout_ms
+            .or(file.write_timeout_ms)
+            .unwrap_or(DEFAULT_WRITE_TIMEOUT_MS);
+        if write_timeout_ms < 100 {
+            return Err(Error::Config(
+                "--write-timeout-ms must be at least 100".into(),
+            ));
+        }
+        Ok(NodeConfig {
+            name,
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            advertise,
+            join,
+            api_socket: self
+                .api_socket
+                .or(file.api_socket)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_API_SOCKET)),
+            cluster_secret_file: self.cluster_secret_file.or(file.cluster_secret_file),
+            voters,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            snapshot_logs,
+            purge_keep_logs: self
+                .purge_keep_logs
+                .or(file.purge_keep_logs)
+                .unwrap_or(DEFAULT_PURGE_KEEP_LOGS),
+            heartbeat_ms,
+            election_timeout_ms_min,
+            election_timeout_ms_max,
+            write_timeout_ms,
+        })
+    }
+}
+
+fn validate_host_port(flag: &str, value: &str) -> Result<(), Error> {
+    let bad = || Error::Config(format!("{flag} {value:?}: expected HOST:PORT"));
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// The machine's hostname, lowercased, as the default node name.
+fn hostname() -> Result<String, Error> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_err(|e| Error::Config(format!("cannot read the hostname ({e}); pass --name")))?;
+    Ok(text.trim().to_ascii_lowercase())
+}
+
+/// With a specific listen address, advertise it; with an unspecified one
+/// (0.0.0.0), advertise the address the kernel would use for outgoing
+/// traffic. Connecting a UDP socket sends no packet; it only picks a route.
+fn derive_advertise(listen: SocketAddr) -> Result<String, Error> {
+    if !listen.ip().is_unspecified() {
+        return Ok(listen.to_string());
+    }
+    let probe = || -> std::io::Result<IpAddr> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        // TEST-NET-1 (RFC 5737): documentation only, never routed to a host.
+        socket.connect("192.0.2.1:9")?;
+        Ok(socket.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip) if !ip.is_unspecified() => Ok(SocketAddr::new(ip, listen.port()).to_string()),
+        _ => Err(Error::Config(format!(
+            "cannot derive --advertise from --listen {listen} (no route to pick an address from); pass --advertise"
+        ))),
+    }
+}
+
+/// Where a new cluster keeps the secret it generated.
+pub fn generated_secret_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("cluster-secret")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> RunArgs {
+        RunArgs {
+            name: Some("a".into()),
+            listen: Some("127.0.0.1:9600".into()),
+            ..RunArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_derivations() {
+        let config = args().resolve().expect("valid");
+        assert_eq!(config.advertise, "127.0.0.1:9600");
+        assert_eq!(config.voters, 3);
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        let cases: Vec<(RunArgs, &str)> = vec![
+            (
+                RunArgs {
+                    voters: Some(2),
+                    ..args()
+                },
+                "--voters",
+            ),
+            (
+                RunArgs {
+                    name: Some("Bad_Name".into()),
+                    ..args()
+                },
+                "--name",
+            ),
+            (
+                RunArgs {
+                    listen: Some("nope".into()),
+                    ..args()
+                },
+                "--listen",
+            ),
+            (
+                RunArgs {
+                    join: vec!["host".into()],
+                    ..args()
+                },
+                "--join",
+            ),
+            (
+                RunArgs {
+                    advertise: Some("h:0".into()),
+                    ..args()
+                },
+                "--advertise",
+            ),
+            (
+                RunArgs {
+                    election_timeout_ms_min: Some(10),
+                    ..args()
+                },
+                "timeouts",
+            ),
+        ];
+        for (case, flag) in cases {
+            let error = case.resolve().expect_err("must be refused").to_string();
+            assert!(error.contains(flag), "{error:?} should name {flag}");
+        }
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("romana.toml");
+        std::fs::write(
+            &path,
+            "name = \"from-file\"\nvoters = 5\ndata-dir = \"/tmp/x\"\njoin = [\"10.0.0.1:9600\"]\n",
+        )
+        .expect("write");
+        let config = RunArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:1".into()),
+            voters: Some(1),
+            ..RunArgs::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(config.name, "from-file");
+        assert_eq!(config.voters, 1, "the flag wins over the file");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.join, vec!["10.0.0.1:9600".to_string()]);
+        std::fs::write(&path, "nmae = \"typo\"\n").expect("write");
+        let error = RunArgs {
+            config: Some(path),
+            ..args()
+        }
+        .resolve()
+        .expect_err("unknown key")
+        .to_string();
+        assert!(error.contains("nmae"), "{error}");
+    }
+}
