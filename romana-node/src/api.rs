@@ -128,7 +128,7 @@ pub fn unix_router(node: Node) -> Router {
 /// cluster secret.
 pub fn tcp_router(node: Node) -> Router {
     let secret = node.secret.clone();
-    let raft = raft_routes(node.raft.clone(), secret.clone());
+    let raft = raft_routes(node.raft.clone(), secret.clone(), node.node_id);
     api_routes(node)
         .layer(Extension(Listener::Tcp))
         .route_layer(middleware::from_fn_with_state(secret, require_secret))

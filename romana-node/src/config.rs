@@ -18,9 +18,9 @@ pub const DEFAULT_API_SOCKET: &str = "/run/romana/romana.sock";
 pub const DEFAULT_VOTERS: u8 = 3;
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
 pub const DEFAULT_PURGE_KEEP_LOGS: u64 = 1_000;
-pub const DEFAULT_HEARTBEAT_MS: u64 = 150;
-pub const DEFAULT_ELECTION_TIMEOUT_MS_MIN: u64 = 750;
-pub const DEFAULT_ELECTION_TIMEOUT_MS_MAX: u64 = 1_500;
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
+pub const DEFAULT_ELECTION_TIMEOUT_MS_MIN: u64 = 400;
+pub const DEFAULT_ELECTION_TIMEOUT_MS_MAX: u64 = 800;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
 
 /// Flags of `romana-node run`. Every one may also be given in the file.
@@ -68,13 +68,13 @@ pub struct RunArgs {
     /// Entries kept in the log below a snapshot, for slow followers [default: 1000].
     #[arg(long)]
     pub purge_keep_logs: Option<u64>,
-    /// Raft heartbeat interval [default: 150].
+    /// Raft heartbeat interval [default: 100].
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
-    /// Raft election timeout, lower bound [default: 750].
+    /// Raft election timeout, lower bound [default: 400].
     #[arg(long)]
     pub election_timeout_ms_min: Option<u64>,
-    /// Raft election timeout, upper bound [default: 1500].
+    /// Raft election timeout, upper bound [default: 800].
     #[arg(long)]
     pub election_timeout_ms_max: Option<u64>,
     /// How long a write may wait for a leader to commit it before the caller
@@ -153,7 +153,7 @@ impl RunArgs {
             validate_host_port("--join", member)?;
         }
         let voters = self.voters.or(file.voters).unwrap_or(DEFAULT_VOTERS);
-        if voters == 0 || voters > MAX_VOTERS_TARGET || voters % 2 == 0 {
+        if voters == 0 || voters > MAX_VOTERS_TARGET || voters.is_multiple_of(2) {
             return Err(Error::Config(format!(
                 "--voters must be odd, from 1 to {MAX_VOTERS_TARGET}; got {voters}"
             )));

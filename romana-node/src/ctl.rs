@@ -96,7 +96,7 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
             command: NodeCommand::List,
         } => {
             let nodes: Vec<NodeView> = client.get(PATH_NODES).await.map_err(api)?;
-            render(cli.output, &nodes, nodes_table)
+            render(cli.output, &nodes, |nodes| nodes_table(nodes))
         }
         CtlCommand::Node {
             command: NodeCommand::Remove { name },
@@ -203,7 +203,7 @@ fn status_table(status: &StatusView) -> String {
     text
 }
 
-fn nodes_table(nodes: &Vec<NodeView>) -> String {
+fn nodes_table(nodes: &[NodeView]) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {

@@ -742,7 +742,7 @@ async fn control_once(node: &Node) -> Result<(), ApiError> {
         })
         .collect();
     let mut new_count = (voters.len() + caught_up.len()).min(target);
-    if new_count % 2 == 0 && new_count < target {
+    if new_count.is_multiple_of(2) && new_count < target {
         // An even voter count tolerates no more failures than one fewer.
         new_count -= 1;
     }

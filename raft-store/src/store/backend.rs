@@ -59,6 +59,9 @@ pub enum Durability {
 #[error("{0}")]
 pub struct BackendError(String);
 
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// An ordered key-value store with atomic batches.
 pub trait KvBackend: Clone + Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
@@ -75,9 +78,9 @@ pub trait KvBackend: Clone + Send + Sync + 'static {
         tree: Tree,
         from: &[u8],
         to: Option<&[u8]>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError>;
+    ) -> Result<Vec<KeyValue>, BackendError>;
     /// The pair with the greatest key.
-    fn last(&self, tree: Tree) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackendError>;
+    fn last(&self, tree: Tree) -> Result<Option<KeyValue>, BackendError>;
 }
 
 /// sled, one tree per [`Tree`].
@@ -171,7 +174,7 @@ impl KvBackend for SledBackend {
         tree: Tree,
         from: &[u8],
         to: Option<&[u8]>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+    ) -> Result<Vec<KeyValue>, BackendError> {
         let sled_tree = self.tree(tree);
         let iter = match to {
             Some(to) => sled_tree.range(from..to),
@@ -184,7 +187,7 @@ impl KvBackend for SledBackend {
         .collect()
     }
 
-    fn last(&self, tree: Tree) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackendError> {
+    fn last(&self, tree: Tree) -> Result<Option<KeyValue>, BackendError> {
         Ok(self
             .tree(tree)
             .last()
@@ -268,7 +271,7 @@ impl KvBackend for MemoryBackend {
         tree: Tree,
         from: &[u8],
         to: Option<&[u8]>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+    ) -> Result<Vec<KeyValue>, BackendError> {
         Ok(self.with(|trees| {
             trees
                 .get(&tree)
@@ -281,7 +284,7 @@ impl KvBackend for MemoryBackend {
         }))
     }
 
-    fn last(&self, tree: Tree) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackendError> {
+    fn last(&self, tree: Tree) -> Result<Option<KeyValue>, BackendError> {
         Ok(self.with(|trees| {
             trees
                 .get(&tree)

@@ -1,13 +1,19 @@
 //! Storage: openraft's log and state machine traits implemented once over
 //! the [`KvBackend`] trait, with sled and in-memory backends.
 
+// openraft's traits fix `StorageError` (large) as the error type; boxing it
+// in our helpers would only add conversions at every trait method.
+#![allow(clippy::result_large_err)]
+
 pub mod backend;
 pub mod log_store;
 pub mod state_machine;
 
 use std::path::Path;
 
-pub use backend::{BackendError, Durability, KvBackend, MemoryBackend, SledBackend, Tree, WriteOp};
+pub use backend::{
+    BackendError, Durability, KeyValue, KvBackend, MemoryBackend, SledBackend, Tree, WriteOp,
+};
 pub use log_store::LogStore;
 pub use state_machine::{Projection, Response, SharedState, StateMachineStore};
 

@@ -4,7 +4,8 @@
 //! every peer connection, so connections to a peer are reused across RPCs.
 //! Every RPC has a deadline: openraft's `hard_ttl` for it. Failures are
 //! classified for openraft's retry logic:
-//! - cannot connect → `Unreachable` (openraft backs off),
+//! - cannot connect, or another node now answers at that address →
+//!   `Unreachable` (openraft backs off),
 //! - deadline passed → `Timeout`,
 //! - other transport or HTTP-level failures (401, 400, 5xx) → `Network`,
 //! - an error from the peer's Raft → `RemoteError`.
@@ -34,7 +35,7 @@ use serde::Serialize;
 
 use super::{
     ClusterSecret, BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT, RAFT_PATH_VOTE,
-    SECRET_HEADER,
+    SECRET_HEADER, TARGET_NODE_HEADER,
 };
 use crate::{NodeId, NodeInfo, TypeConfig};
 
@@ -138,6 +139,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
             .uri(format!("{}{path}", self.base_url))
             .header(header::CONTENT_TYPE, BINCODE_CONTENT_TYPE)
             .header(SECRET_HEADER, self.network.secret.as_str())
+            .header(TARGET_NODE_HEADER, self.target.to_string())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| {
                 network_error(format!(
@@ -167,6 +169,14 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
                 .await
                 .map_err(|e| network_error(format!("read {action:?} response: {e}")))?
                 .to_bytes();
+            if status == StatusCode::CONFLICT {
+                // Another node lives at that address now (the old one was
+                // wiped or replaced): unreachable, as far as Raft goes.
+                let text = String::from_utf8_lossy(&bytes);
+                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
+                    format!("{action:?} to {}: {}", self.base_url, text.trim()),
+                ))));
+            }
             if status != StatusCode::OK {
                 let text = String::from_utf8_lossy(&bytes);
                 return Err(network_error(format!(

@@ -20,5 +20,8 @@ pub const RAFT_PATH_APPEND: &str = "/raft/append";
 pub const RAFT_PATH_VOTE: &str = "/raft/vote";
 pub const RAFT_PATH_SNAPSHOT: &str = "/raft/snapshot";
 
+/// Header naming the node id an RPC is meant for.
+pub const TARGET_NODE_HEADER: &str = "x-romana-target-node";
+
 /// Content type of bincode bodies.
 pub const BINCODE_CONTENT_TYPE: &str = "application/x-bincode";

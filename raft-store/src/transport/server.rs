@@ -7,8 +7,9 @@
 //! decode. Neither reaches Raft.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{middleware, Router};
@@ -16,33 +17,64 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    auth, ClusterSecret, BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT, RAFT_PATH_VOTE,
+    auth, ClusterSecret, BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT,
+    RAFT_PATH_VOTE, TARGET_NODE_HEADER,
 };
-use crate::Raft;
+use crate::{NodeId, Raft};
 
 /// Largest Raft RPC body accepted. Snapshot chunks are configured smaller
 /// than this (see the node's Raft config), append batches far smaller.
 pub const MAX_RAFT_BODY_BYTES: usize = 32 * 1024 * 1024;
 
-/// The peer routes, behind the cluster-secret check.
-pub fn raft_routes(raft: Raft, secret: ClusterSecret) -> Router {
+/// The peer routes, behind the cluster-secret check and the target check.
+///
+/// Every RPC names the node id it is meant for ([`TARGET_NODE_HEADER`]). A
+/// node that was wiped and restarted at the same address has a new id; RPCs
+/// still aimed at its old identity are refused (409) instead of being
+/// answered from an empty log, which the leader would read as a follower's
+/// log going backwards.
+pub fn raft_routes(raft: Raft, secret: ClusterSecret, node_id: NodeId) -> Router {
     Router::new()
         .route(RAFT_PATH_APPEND, post(append))
         .route(RAFT_PATH_VOTE, post(vote))
         .route(RAFT_PATH_SNAPSHOT, post(snapshot))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY_BYTES))
+        .route_layer(middleware::from_fn_with_state(node_id, require_target))
         .route_layer(middleware::from_fn_with_state(secret, auth::require_secret))
         .with_state(raft)
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    bincode::deserialize(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("malformed Raft RPC body: {e}\n"),
+async fn require_target(State(node_id): State<NodeId>, request: Request, next: Next) -> Response {
+    let target = request
+        .headers()
+        .get(TARGET_NODE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<NodeId>().ok());
+    match target {
+        Some(target) if target == node_id => next.run(request).await,
+        Some(target) => (
+            StatusCode::CONFLICT,
+            format!("this is node {node_id}, not node {target}\n"),
         )
-            .into_response()
-    })
+            .into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            format!("missing or malformed {TARGET_NODE_HEADER} header\n"),
+        )
+            .into_response(),
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, bincode::Error> {
+    bincode::deserialize(body)
+}
+
+fn malformed(e: bincode::Error) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        format!("malformed Raft RPC body: {e}\n"),
+    )
+        .into_response()
 }
 
 fn encode<T: Serialize>(value: &T) -> Response {
@@ -59,20 +91,20 @@ fn encode<T: Serialize>(value: &T) -> Response {
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
     match decode(&body) {
         Ok(request) => encode(&raft.append_entries(request).await),
-        Err(response) => response,
+        Err(e) => malformed(e),
     }
 }
 
 async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
     match decode(&body) {
         Ok(request) => encode(&raft.vote(request).await),
-        Err(response) => response,
+        Err(e) => malformed(e),
     }
 }
 
 async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
     match decode(&body) {
         Ok(request) => encode(&raft.install_snapshot(request).await),
-        Err(response) => response,
+        Err(e) => malformed(e),
     }
 }
