@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum NodeCommand {
     /// Run the node.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Measure commit rate and latency on a loopback cluster.
     Bench(BenchArgs),
 }

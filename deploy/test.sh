@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up and runs every check and test of the project: formatting, clippy,
+# unit tests, openraft's storage suite, and the multi-process cluster tests.
+# Run as root on Debian; installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source deploy/lib/prerequisites.sh
+install_prerequisites
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo test"
+# Two test threads: the cluster tests start real node processes and the
+# machine has two cores.
+output=$(mktemp)
+trap 'rm -f "$output"' EXIT
+cargo test --workspace --locked -- --test-threads 2 2>&1 | tee "$output"
+# One closing line for the whole run (cargo prints one per test binary, the
+# last of which is often an empty doc-test run).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$output"
