@@ -30,7 +30,21 @@ pub const MAX_ACTOR_BYTES: usize = 256;
 /// Longest accepted operator note, in bytes.
 pub const MAX_NOTE_BYTES: usize = 4096;
 
-/// One entry of the replicated log: the request and its metadata.
+/// Most requests one log entry may carry.
+pub const MAX_REQUESTS_PER_ENTRY: usize = 256;
+
+/// What one Raft log entry carries: one or more requests, applied in order.
+///
+/// Requests that arrive at the leader together share an entry (and so one
+/// append, one flush and one replication round); each keeps its own
+/// metadata and gets its own outcome. A request is located by the log index
+/// of its entry and its position in it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LogPayload {
+    pub requests: Vec<ClusterRequest>,
+}
+
+/// One request in the replicated log, with its metadata.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ClusterRequest {
     /// Format of this entry; see [`ENTRY_FORMAT_VERSION`].
@@ -154,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn entry_round_trips_through_bincode() {
+    fn payload_round_trips_through_bincode() {
         let request = ClusterRequest::new(
             RequestMeta {
                 actor: "client:test@a".into(),
@@ -163,8 +177,11 @@ mod tests {
             },
             Command::Note { text: "hi".into() },
         );
-        let bytes = bincode::serialize(&request).expect("serialize");
-        let back: ClusterRequest = bincode::deserialize(&bytes).expect("deserialize");
-        assert_eq!(back, request);
+        let payload = LogPayload {
+            requests: vec![request.clone(), request],
+        };
+        let bytes = bincode::serialize(&payload).expect("serialize");
+        let back: LogPayload = bincode::deserialize(&bytes).expect("deserialize");
+        assert_eq!(back, payload);
     }
 }

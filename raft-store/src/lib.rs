@@ -6,9 +6,9 @@
 //!
 //! ## Layout
 //!
-//! - [`entry`]: what a log entry says: a [`ClusterRequest`] (a [`Command`]
-//!   with actor, request id and proposer timestamp), and [`NodeInfo`], a
-//!   member as Raft knows it.
+//! - [`entry`]: what a log entry says: a [`LogPayload`] of one or more
+//!   [`ClusterRequest`]s (each a [`Command`] with actor, request id and
+//!   proposer timestamp), and [`NodeInfo`], a member as Raft knows it.
 //! - [`state`]: [`ClusterState`], the projection, and its pure,
 //!   deterministic `apply`; outcomes and rejections; the content hash.
 //! - [`store`]: openraft's `RaftLogStorage` and `RaftStateMachine`,
@@ -21,8 +21,8 @@
 //!
 //! ## The path of a write
 //!
-//! `romanactl` → node API → `Raft::client_write(ClusterRequest)` on the
-//! leader → [`store::LogStore::append`] (flushed) on a quorum via
+//! `romanactl` → node API → the leader's batcher gathers the requests that
+//! arrive together into one `LogPayload` → `Raft::client_write` → [`store::LogStore::append`] (flushed) on a quorum via
 //! [`transport`] → committed → [`store::StateMachineStore`] `apply` →
 //! [`ClusterState::apply`] on every replica → the applied index is published
 //! on a watch, which the API (read-your-writes) and the reconciler follow.
@@ -34,7 +34,7 @@ pub mod transport;
 
 use std::io::Cursor;
 
-pub use entry::{ClusterRequest, Command, NodeInfo, RequestMeta};
+pub use entry::{ClusterRequest, Command, LogPayload, NodeInfo, RequestMeta};
 pub use state::{AppliedRequest, ClusterState, Effect, Outcome, Rejection};
 pub use store::Response;
 
@@ -44,7 +44,7 @@ pub type NodeId = u64;
 openraft::declare_raft_types!(
     /// The Raft type configuration of a Romana cluster.
     pub TypeConfig:
-        D = ClusterRequest,
+        D = LogPayload,
         R = Response,
         NodeId = NodeId,
         Node = NodeInfo,

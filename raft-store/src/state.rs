@@ -79,7 +79,10 @@ pub struct RequestLedger {
 /// Where and how a request was applied.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct AppliedRequest {
+    /// Log index of the entry that carried the request.
     pub index: u64,
+    /// Position of the request within that entry.
+    pub position: u32,
     pub outcome: Outcome,
 }
 
@@ -183,11 +186,12 @@ impl fmt::Display for Outcome {
 }
 
 impl ClusterState {
-    /// Apply the entry at log `index`. Pure and deterministic.
+    /// Apply the request at `position` in the entry at log `index`. Pure and
+    /// deterministic.
     ///
     /// A request id seen before returns the recorded outcome and changes
     /// nothing.
-    pub fn apply(&mut self, index: u64, request: &ClusterRequest) -> AppliedRequest {
+    pub fn apply(&mut self, index: u64, position: u32, request: &ClusterRequest) -> AppliedRequest {
         if let Some(previous) = self.requests.get(&request.meta.request_id) {
             return previous.clone();
         }
@@ -195,7 +199,11 @@ impl ClusterState {
             Ok(effect) => Outcome::Applied(effect),
             Err(rejection) => Outcome::Rejected(rejection),
         };
-        let applied = AppliedRequest { index, outcome };
+        let applied = AppliedRequest {
+            index,
+            position,
+            outcome,
+        };
         self.requests
             .record(&request.meta.request_id, applied.clone());
         applied
@@ -402,14 +410,14 @@ mod tests {
     #[test]
     fn nothing_but_init_is_accepted_before_init() {
         let mut state = ClusterState::default();
-        let applied = state.apply(1, &register("r1", 7, "a"));
+        let applied = state.apply(1, 0, &register("r1", 7, "a"));
         assert_eq!(
             applied.outcome,
             Outcome::Rejected(Rejection::NotInitialised)
         );
         assert!(state.nodes.is_empty());
         assert_eq!(
-            state.apply(2, &init()).outcome,
+            state.apply(2, 0, &init()).outcome,
             Outcome::Applied(Effect::ClusterInitialised)
         );
         let again = request(
@@ -420,7 +428,7 @@ mod tests {
             },
         );
         assert!(matches!(
-            state.apply(3, &again).outcome,
+            state.apply(3, 0, &again).outcome,
             Outcome::Rejected(Rejection::AlreadyInitialised { .. })
         ));
         assert_eq!(
@@ -432,11 +440,11 @@ mod tests {
     #[test]
     fn the_same_request_id_has_one_effect() {
         let mut state = ClusterState::default();
-        state.apply(1, &init());
+        state.apply(1, 0, &init());
         let note = request("n1", Command::Note { text: "x".into() });
-        let first = state.apply(2, &note);
+        let first = state.apply(2, 0, &note);
         let hash = state.content_hash();
-        let second = state.apply(3, &note);
+        let second = state.apply(3, 0, &note);
         assert_eq!(
             first, second,
             "a repeat returns the first outcome, first index"
@@ -448,31 +456,35 @@ mod tests {
     #[test]
     fn node_names_and_ids_are_unique() {
         let mut state = ClusterState::default();
-        state.apply(1, &init());
+        state.apply(1, 0, &init());
         assert_eq!(
-            state.apply(2, &register("r1", 7, "a")).outcome,
+            state.apply(2, 0, &register("r1", 7, "a")).outcome,
             Outcome::Applied(Effect::NodeRegistered { node_id: 7 })
         );
         assert!(matches!(
-            state.apply(3, &register("r2", 8, "a")).outcome,
+            state.apply(3, 0, &register("r2", 8, "a")).outcome,
             Outcome::Rejected(Rejection::NodeNameTaken { node_id: 7, .. })
         ));
         assert!(matches!(
-            state.apply(4, &register("r3", 7, "b")).outcome,
+            state.apply(4, 0, &register("r3", 7, "b")).outcome,
             Outcome::Rejected(Rejection::NodeIdTaken { node_id: 7, .. })
         ));
         assert_eq!(
-            state.apply(5, &register("r4", 7, "a")).outcome,
+            state.apply(5, 0, &register("r4", 7, "a")).outcome,
             Outcome::Applied(Effect::NodeAlreadyRegistered { node_id: 7 })
         );
         assert_eq!(
             state
-                .apply(6, &request("r5", Command::RemoveNode { name: "a".into() }))
+                .apply(
+                    6,
+                    0,
+                    &request("r5", Command::RemoveNode { name: "a".into() })
+                )
                 .outcome,
             Outcome::Applied(Effect::NodeRemoved { node_id: 7 })
         );
         assert_eq!(
-            state.apply(7, &register("r6", 8, "a")).outcome,
+            state.apply(7, 0, &register("r6", 8, "a")).outcome,
             Outcome::Applied(Effect::NodeRegistered { node_id: 8 }),
             "after removal the name is free again"
         );
@@ -484,7 +496,7 @@ mod tests {
         let mut entry = init();
         entry.format_version = ENTRY_FORMAT_VERSION + 1;
         assert!(matches!(
-            state.apply(1, &entry).outcome,
+            state.apply(1, 0, &entry).outcome,
             Outcome::Rejected(Rejection::UnsupportedFormat { .. })
         ));
         assert!(state.cluster.is_none());
@@ -504,7 +516,7 @@ mod tests {
         let replay = |entries: &[ClusterRequest]| {
             let mut state = ClusterState::default();
             for (i, entry) in entries.iter().enumerate() {
-                state.apply(i as u64 + 1, entry);
+                state.apply(i as u64 + 1, 0, entry);
             }
             state
         };
@@ -528,8 +540,8 @@ mod tests {
     fn content_hash_is_pinned() {
         // The hash must not change across machines or builds: pin one value.
         let mut state = ClusterState::default();
-        state.apply(1, &init());
-        state.apply(2, &register("r1", 7, "a"));
+        state.apply(1, 0, &init());
+        state.apply(2, 0, &register("r1", 7, "a"));
         let hash = state.content_hash();
         assert_eq!(hash.len(), 64);
         assert_eq!(
@@ -538,5 +550,5 @@ mod tests {
         );
     }
 
-    const PINNED_HASH: &str = "abba1c3e301ed12e0ab717066e0c78041ab969fbe9c41776bb3d680f129c57ed";
+    const PINNED_HASH: &str = "06277b3439a1c2d879630c3176fe8d785f803ebab0a48b054bd50ad493e48a75";
 }

@@ -36,7 +36,7 @@ pub const PATH_INTERNAL_PROPOSE: &str = "/v1/internal/propose";
 const MAX_ACTOR_NAME_BYTES: usize = 64;
 
 /// An API failure; its HTTP status is decided here and only here.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     BadRequest(String),
     NotFound(String),
@@ -181,11 +181,8 @@ pub struct WriteResult {
 /// rejection's error.
 fn write_result(
     request_id: String,
-    response: raft_store::Response,
+    applied: AppliedRequest,
 ) -> Result<Json<WriteResult>, ApiError> {
-    let applied = response.applied.ok_or_else(|| {
-        ApiError::Internal("a request entry was applied without an outcome".into())
-    })?;
     if let Outcome::Rejected(rejection) = &applied.outcome {
         return Err(ApiError::from_rejection(rejection));
     }

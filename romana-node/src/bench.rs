@@ -314,9 +314,9 @@ fn sled_raw_blocking(
     })
 }
 
-/// The bytes a real log entry for a benchmark note occupies in the log tree
-/// (keys are big-endian indexes, values bincode entries), so that the raw
-/// measurement writes what the cluster writes.
+/// The bytes a real log entry carrying one benchmark note occupies in the log
+/// tree (keys are big-endian indexes, values bincode entries), so that the
+/// raw measurement writes what an unbatched commit writes.
 fn sample_log_entry() -> Result<Vec<u8>, Error> {
     let request = ClusterRequest::new(
         RequestMeta {
@@ -330,7 +330,9 @@ fn sample_log_entry() -> Result<Vec<u8>, Error> {
     );
     let entry = openraft::Entry::<TypeConfig> {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
-        payload: EntryPayload::Normal(request),
+        payload: EntryPayload::Normal(raft_store::LogPayload {
+            requests: vec![request],
+        }),
     };
     bincode::serialize(&entry).map_err(|e| Error::Storage(format!("encode a log entry: {e}")))
 }

@@ -8,6 +8,8 @@
 //!   (admit, remove, promote learners) and shutdown.
 //! - [`api`]: the axum router served on the unix socket and on TCP; errors
 //!   and their HTTP statuses.
+//! - [`batcher`]: gathers requests that reach the leader together into one
+//!   log entry.
 //! - [`http_client`]: the client for that API (romanactl, peers, tests).
 //! - [`ctl`]: `romanactl`'s commands and output.
 //! - [`bench`]: `romana-node bench`, the commit-rate benchmark.
@@ -24,6 +26,7 @@
 //! until it has applied the entry itself, then answers.
 
 pub mod api;
+pub mod batcher;
 pub mod bench;
 pub mod config;
 pub mod ctl;

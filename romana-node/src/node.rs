@@ -16,13 +16,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
-use raft_store::store::{open_stores, KvBackend, SharedState, SledBackend, Tree, WriteOp};
+use raft_store::state::AppliedRequest;
+use raft_store::store::{
+    open_stores_group_commit, KvBackend, SharedState, SledBackend, Tree, WriteOp,
+};
 use raft_store::transport::{ClusterSecret, PeerNetwork};
-use raft_store::{ClusterRequest, Command, NodeId, NodeInfo, Raft, RequestMeta, Response};
+use raft_store::{ClusterRequest, Command, NodeId, NodeInfo, Raft, RequestMeta};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::api::{self, ApiError};
+use crate::batcher::Batcher;
 use crate::config::{generated_secret_path, NodeConfig};
 use crate::error::{Context, Error};
 use crate::http_client::{ApiClient, CallError, Endpoint};
@@ -58,6 +62,8 @@ pub struct NodeInner {
     pub secret: ClusterSecret,
     /// Pooled client for calls to other members (forwarded writes).
     pub peers: ApiClient,
+    /// Gathers requests into log entries while this node leads.
+    pub batcher: Batcher,
 }
 
 impl std::ops::Deref for Node {
@@ -117,7 +123,7 @@ impl Node {
         command: Command,
         actor: String,
         request_id: Option<String>,
-    ) -> Result<Response, ApiError> {
+    ) -> Result<AppliedRequest, ApiError> {
         let request = ClusterRequest::new(
             RequestMeta {
                 actor,
@@ -143,7 +149,7 @@ impl Node {
         &self,
         request: ClusterRequest,
         deadline: Instant,
-    ) -> Result<Response, ApiError> {
+    ) -> Result<AppliedRequest, ApiError> {
         let mut metrics = self.raft.metrics();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -153,15 +159,11 @@ impl Node {
             let leader = metrics.borrow_and_update().current_leader;
             match leader {
                 Some(leader) if leader == self.node_id => {
-                    match tokio::time::timeout(remaining, self.raft.client_write(request.clone()))
-                        .await
-                    {
-                        Ok(Ok(written)) => return Ok(written.data),
-                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {}
-                        Ok(Err(e)) => {
-                            return Err(ApiError::Unavailable(format!("write failed: {e}")))
-                        }
-                        Err(_) => return Err(no_commit_error(self.write_timeout())),
+                    match self.batcher.write(request.clone()).await {
+                        Ok(applied) => return Ok(applied),
+                        // Leadership moved meanwhile: look again.
+                        Err(ApiError::Misdirected(_)) => {}
+                        Err(e) => return Err(e),
                     }
                 }
                 Some(leader) => {
@@ -188,7 +190,7 @@ impl Node {
         address: &str,
         request: &ClusterRequest,
         remaining: Duration,
-    ) -> Result<Response, ForwardError> {
+    ) -> Result<AppliedRequest, ForwardError> {
         let body = bincode::serialize(request)
             .map_err(|e| ForwardError::Fail(ApiError::Internal(format!("encode request: {e}"))))?;
         let client = self
@@ -226,15 +228,11 @@ impl Node {
 
     /// Write locally if leader; `Misdirected` otherwise. The end point of a
     /// forwarded write: it never forwards again, so writes cannot ping-pong.
-    pub async fn write_as_leader(&self, request: ClusterRequest) -> Result<Response, ApiError> {
-        match tokio::time::timeout(self.write_timeout(), self.raft.client_write(request)).await {
-            Ok(Ok(written)) => Ok(written.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Err(ApiError::Misdirected("not the leader".into()))
-            }
-            Ok(Err(e)) => Err(ApiError::Unavailable(format!("write failed: {e}"))),
-            Err(_) => Err(no_commit_error(self.write_timeout())),
-        }
+    pub async fn write_as_leader(
+        &self,
+        request: ClusterRequest,
+    ) -> Result<AppliedRequest, ApiError> {
+        self.batcher.write(request).await
     }
 
     /// Add a new node as a learner and record it. Leader only.
@@ -243,7 +241,7 @@ impl Node {
         node_id: NodeId,
         name: String,
         address: String,
-    ) -> Result<Response, ApiError> {
+    ) -> Result<AppliedRequest, ApiError> {
         {
             let projection = self.shared.read();
             if let Some(record) = projection.state.nodes.get(&name) {
@@ -281,7 +279,11 @@ impl Node {
     }
 
     /// Remove a node from Raft's membership and from the state. Leader only.
-    pub async fn remove_member(&self, name: &str, actor: String) -> Result<Response, ApiError> {
+    pub async fn remove_member(
+        &self,
+        name: &str,
+        actor: String,
+    ) -> Result<AppliedRequest, ApiError> {
         let (node_id, is_voter, voter_count) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();
@@ -335,7 +337,7 @@ enum ForwardError {
     Fail(ApiError),
 }
 
-fn no_commit_error(timeout: Duration) -> ApiError {
+pub(crate) fn no_commit_error(timeout: Duration) -> ApiError {
     ApiError::Unavailable(format!(
         "no leader committed the write within {} ms (is a quorum of voters up?); it may still be applied later: retry with the same request id to find out",
         timeout.as_millis()
@@ -370,7 +372,7 @@ pub async fn run(
         .map_err(|e| Error::Storage(e.to_string()))?;
     let node_id = load_or_create_node_id(&backend)?;
     let (mut log_store, mut state_machine) =
-        open_stores(backend).map_err(|e| Error::Storage(e.to_string()))?;
+        open_stores_group_commit(backend).map_err(|e| Error::Storage(e.to_string()))?;
     let has_log = log_store
         .get_log_state()
         .await
@@ -416,8 +418,10 @@ pub async fn run(
     .await
     .map_err(|e| Error::Raft(e.to_string()))?;
 
+    let batcher = Batcher::start(raft.clone(), Duration::from_millis(config.write_timeout_ms));
     let node = Node {
         inner: Arc::new(NodeInner {
+            batcher,
             peers: ApiClient::new(
                 Endpoint::Tcp(config.advertise.clone()),
                 Some(secret.clone()),

@@ -81,6 +81,8 @@ pub trait KvBackend: Clone + Send + Sync + 'static {
     ) -> Result<Vec<KeyValue>, BackendError>;
     /// The pair with the greatest key.
     fn last(&self, tree: Tree) -> Result<Option<KeyValue>, BackendError>;
+    /// Makes every write made so far durable.
+    fn flush(&self) -> Result<(), BackendError>;
 }
 
 /// sled, one tree per [`Tree`].
@@ -164,9 +166,13 @@ impl KvBackend for SledBackend {
         }
         sled_tree.apply_batch(batch).map_err(sled_error)?;
         if durability == Durability::Flush {
-            self.db.flush().map_err(sled_error)?;
+            self.flush()?;
         }
         Ok(())
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        self.db.flush().map(|_| ()).map_err(sled_error)
     }
 
     fn range(
@@ -290,5 +296,9 @@ impl KvBackend for MemoryBackend {
                 .get(&tree)
                 .and_then(|t| t.iter().next_back().map(|(k, v)| (k.clone(), v.clone())))
         }))
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        Ok(())
     }
 }

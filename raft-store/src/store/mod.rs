@@ -14,17 +14,27 @@ use std::path::Path;
 pub use backend::{
     BackendError, Durability, KeyValue, KvBackend, MemoryBackend, SledBackend, Tree, WriteOp,
 };
-pub use log_store::LogStore;
+pub use log_store::{LogStore, MAX_APPENDS_PER_FLUSH};
 pub use state_machine::{Projection, Response, SharedState, StateMachineStore};
 
 use crate::NodeId;
 
-/// Opens both stores on one backend.
+/// Opens both stores on one backend; appends flush inline (deterministic:
+/// no thread of their own).
 pub fn open_stores<B: KvBackend>(
     backend: B,
 ) -> Result<(LogStore<B>, StateMachineStore<B>), openraft::StorageError<NodeId>> {
     let state_machine = StateMachineStore::open(backend.clone())?;
     Ok((LogStore::new(backend), state_machine))
+}
+
+/// Opens both stores on one backend, with appends group-committed by a
+/// flusher thread (what a node runs).
+pub fn open_stores_group_commit<B: KvBackend>(
+    backend: B,
+) -> Result<(LogStore<B>, StateMachineStore<B>), openraft::StorageError<NodeId>> {
+    let state_machine = StateMachineStore::open(backend.clone())?;
+    Ok((LogStore::with_group_commit(backend)?, state_machine))
 }
 
 /// Opens a sled database in `dir`.

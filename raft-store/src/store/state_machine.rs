@@ -26,12 +26,13 @@ use crate::{NodeId, NodeInfo, TypeConfig};
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
-/// What `apply` returns for each entry to the proposer.
+/// What `apply` returns for each entry to the proposer: the outcome of each
+/// of its requests, in order (none for Raft's own blank and membership
+/// entries).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub index: u64,
-    /// `None` for Raft's own entries (blank, membership).
-    pub applied: Option<AppliedRequest>,
+    pub applied: Vec<AppliedRequest>,
 }
 
 /// The projection and what Raft needs alongside it.
@@ -245,12 +246,19 @@ impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
                 );
                 projection.last_applied = Some(entry.log_id);
                 let applied = match entry.payload {
-                    EntryPayload::Blank => None,
-                    EntryPayload::Normal(request) => Some(projection.state.apply(index, &request)),
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(payload) => payload
+                        .requests
+                        .iter()
+                        .enumerate()
+                        .map(|(position, request)| {
+                            projection.state.apply(index, position as u32, request)
+                        })
+                        .collect(),
                     EntryPayload::Membership(membership) => {
                         projection.last_membership =
                             StoredMembership::new(Some(entry.log_id), membership);
-                        None
+                        Vec::new()
                     }
                 };
                 responses.push(Response { index, applied });

@@ -1,0 +1,111 @@
+//! Group requests into log entries.
+//!
+//! openraft 0.9 appends, flushes and applies every `client_write` on its own.
+//! Requests that reach the leader while earlier ones are being committed
+//! wait here and go into the next entry together, so a burst of N requests
+//! costs one append, one flush and one replication round instead of N. With
+//! one client nothing waits and each request goes alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use raft_store::entry::MAX_REQUESTS_PER_ENTRY;
+use raft_store::state::AppliedRequest;
+use raft_store::{ClusterRequest, LogPayload, Raft};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::api::ApiError;
+
+/// Entries being committed at once. More than one lets the next entry be
+/// appended while the previous one replicates.
+pub const MAX_ENTRIES_IN_FLIGHT: usize = 2;
+
+/// Requests waiting for an entry; a full queue makes callers wait.
+pub const MAX_QUEUED_REQUESTS: usize = 4096;
+
+type Reply = oneshot::Sender<Result<AppliedRequest, ApiError>>;
+
+/// The sending half: where the write path hands requests to the batcher.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::Sender<(ClusterRequest, Reply)>,
+}
+
+impl Batcher {
+    /// Starts the batching task for `raft`. Each entry is given
+    /// `write_timeout` to commit.
+    pub fn start(raft: Raft, write_timeout: Duration) -> Self {
+        let (queue, receiver) = mpsc::channel(MAX_QUEUED_REQUESTS);
+        tokio::spawn(run(raft, receiver, write_timeout));
+        Self { queue }
+    }
+
+    /// Commits `request` (in some entry) if this node leads. `Misdirected`
+    /// if it does not; `Unavailable` if no quorum commits it in time.
+    pub async fn write(&self, request: ClusterRequest) -> Result<AppliedRequest, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((request, reply))
+            .await
+            .map_err(|_| ApiError::Unavailable("the node is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| ApiError::Unavailable("the node is shutting down".into()))?
+    }
+}
+
+async fn run(
+    raft: Raft,
+    mut receiver: mpsc::Receiver<(ClusterRequest, Reply)>,
+    write_timeout: Duration,
+) {
+    let in_flight = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
+    while let Some(first) = receiver.recv().await {
+        // Waiting for a slot is what lets a batch build up behind it.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_REQUESTS_PER_ENTRY {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (requests, replies): (Vec<ClusterRequest>, Vec<Reply>) = batch.into_iter().unzip();
+            let count = requests.len();
+            let result =
+                tokio::time::timeout(write_timeout, raft.client_write(LogPayload { requests }))
+                    .await;
+            drop(permit);
+            match result {
+                Ok(Ok(written)) => {
+                    let applied = written.data.applied;
+                    assert_eq!(applied.len(), count, "one outcome per request in the entry");
+                    for (reply, outcome) in replies.into_iter().zip(applied) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Ok(Err(e)) => {
+                    let error = match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                            ApiError::Misdirected("not the leader".into())
+                        }
+                        e => ApiError::Unavailable(format!("write failed: {e}")),
+                    };
+                    for reply in replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+                Err(_) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(crate::node::no_commit_error(write_timeout)));
+                    }
+                }
+            }
+        });
+    }
+}
