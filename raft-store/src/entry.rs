@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::layout::AddressLayout;
 use crate::NodeId;
 
 /// The entry format this build writes and understands. An entry with a newer
@@ -71,23 +72,102 @@ pub struct RequestMeta {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
-    /// The first entry of a cluster's history: its name and the number of
-    /// voters the cluster keeps.
+    /// The first entry of a cluster's history: its name, the number of
+    /// voters it keeps, and its address layout (fixed for its lifetime).
     InitCluster {
         cluster_name: String,
         voters_target: u8,
+        layout: AddressLayout,
     },
-    /// A node joined (or re-announced itself with a new address).
+    /// A node joined (or re-announced itself with a new address). It becomes
+    /// a host with the lowest free host number.
     RegisterNode {
         node_id: NodeId,
         name: String,
+        /// `IPV4:PORT`; the IP is the host's underlay address.
         address: String,
     },
-    /// A node was removed from the cluster by an operator.
-    RemoveNode { name: String },
+    /// A node was removed by an operator. Refused while the host holds
+    /// addresses, unless `force`, which releases them.
+    RemoveNode { name: String, force: bool },
     /// An operator's note in the network's history ("draining host3 for
     /// maintenance"), kept for audit.
     Note { text: String },
+    /// A tenant, with its `default` segment.
+    CreateTenant { name: String },
+    DeleteTenant { name: String },
+    CreateSegment { tenant: String, name: String },
+    DeleteSegment { tenant: String, name: String },
+    /// An address for a container's interface on a host.
+    AllocateAddress(AllocationRequest),
+    /// Give back the address of a container's interface (idempotent).
+    ReleaseAddress(ContainerInterface),
+    /// Release every address on `host` whose owner is not in `valid`.
+    GarbageCollect {
+        host: String,
+        valid: Vec<ContainerInterface>,
+    },
+}
+
+/// A container's interface: who holds an address.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContainerInterface {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// What an allocation asks for.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AllocationRequest {
+    /// The host (node name) the container runs on.
+    pub host: String,
+    pub tenant: String,
+    pub segment: String,
+    pub owner: ContainerInterface,
+    /// Kubernetes pod namespace and name, when known (recorded for audit).
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
+}
+
+/// Longest accepted container id, in bytes.
+pub const MAX_CONTAINER_ID_BYTES: usize = 256;
+
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+pub const MAX_IFNAME_BYTES: usize = 15;
+
+/// Most (container, interface) pairs one garbage collection may name.
+pub const MAX_GC_VALID_ENTRIES: usize = 65_536;
+
+impl ContainerInterface {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.container_id.is_empty() || self.container_id.len() > MAX_CONTAINER_ID_BYTES {
+            return Err(format!(
+                "container id must be 1 to {MAX_CONTAINER_ID_BYTES} bytes, got {}",
+                self.container_id.len()
+            ));
+        }
+        if !self.container_id.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("container id must be printable ASCII without spaces".into());
+        }
+        if self.ifname.is_empty()
+            || self.ifname.len() > MAX_IFNAME_BYTES
+            || self.ifname == "."
+            || self.ifname == ".."
+            || !self.ifname.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+        {
+            return Err(format!(
+                "interface name {:?} is not a valid Linux interface name (1 to {MAX_IFNAME_BYTES} printable characters, no '/' or ':')",
+                self.ifname
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ContainerInterface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.container_id, self.ifname)
+    }
 }
 
 impl ClusterRequest {
@@ -106,14 +186,30 @@ impl fmt::Display for Command {
             Command::InitCluster {
                 cluster_name,
                 voters_target,
-            } => write!(f, "init-cluster {cluster_name} voters={voters_target}"),
+                layout,
+            } => write!(f, "init-cluster {cluster_name} voters={voters_target} layout={layout}"),
             Command::RegisterNode {
                 node_id,
                 name,
                 address,
             } => write!(f, "register-node {name} id={node_id} address={address}"),
-            Command::RemoveNode { name } => write!(f, "remove-node {name}"),
+            Command::RemoveNode { name, force } => {
+                write!(f, "remove-node {name}{}", if *force { " --force" } else { "" })
+            }
             Command::Note { text } => write!(f, "note {text:?}"),
+            Command::CreateTenant { name } => write!(f, "create-tenant {name}"),
+            Command::DeleteTenant { name } => write!(f, "delete-tenant {name}"),
+            Command::CreateSegment { tenant, name } => write!(f, "create-segment {tenant}/{name}"),
+            Command::DeleteSegment { tenant, name } => write!(f, "delete-segment {tenant}/{name}"),
+            Command::AllocateAddress(request) => write!(
+                f,
+                "allocate {} on {} in {}/{}",
+                request.owner, request.host, request.tenant, request.segment
+            ),
+            Command::ReleaseAddress(owner) => write!(f, "release {owner}"),
+            Command::GarbageCollect { host, valid } => {
+                write!(f, "garbage-collect {host} keeping {} interfaces", valid.len())
+            }
         }
     }
 }
@@ -130,6 +226,24 @@ pub struct NodeInfo {
 impl fmt::Display for NodeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.name, self.address)
+    }
+}
+
+/// Is `name` a DNS-1123 label (tenant and segment names): lowercase letters,
+/// digits and '-', starting and ending alphanumeric, at most 63 bytes?
+pub fn validate_label(kind: &str, name: &str) -> Result<(), String> {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| alnum(c) || c == '-')
+        && name.chars().next().is_some_and(alnum)
+        && name.chars().last().is_some_and(alnum);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} name {name:?} is not a DNS-1123 label (1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
+        ))
     }
 }
 
@@ -164,6 +278,22 @@ mod tests {
         assert!(validate_node_name("a").is_ok());
         for bad in ["", "Host", "-a", "a-", "a_b", "a b", &"x".repeat(254)] {
             assert!(validate_node_name(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn labels_and_interfaces_are_checked() {
+        assert!(validate_label("tenant", "t1").is_ok());
+        for bad in ["", "T1", "a.b", "-a", &"x".repeat(64)] {
+            assert!(validate_label("tenant", bad).is_err(), "{bad:?}");
+        }
+        let owner = |c: &str, i: &str| ContainerInterface {
+            container_id: c.into(),
+            ifname: i.into(),
+        };
+        assert!(owner("abc123", "eth0").validate().is_ok());
+        for (c, i) in [("", "eth0"), ("a b", "eth0"), ("abc", ""), ("abc", "a/b"), ("abc", "0123456789abcdef")] {
+            assert!(owner(c, i).validate().is_err(), "{c:?} {i:?}");
         }
     }
 

@@ -28,8 +28,10 @@
 //! on a watch, which the API (read-your-writes) and the reconciler follow.
 
 pub mod entry;
+pub mod layout;
 pub mod state;
 pub mod store;
+pub mod topology;
 pub mod transport;
 
 use std::io::Cursor;

@@ -3,18 +3,21 @@
 //! [`ClusterState::apply`] is a pure function of (state, log index, entry):
 //! no clock, no randomness, no I/O, ordered maps only. Replaying the same log
 //! on any machine yields the same state, and [`ClusterState::content_hash`]
-//! the same hash.
+//! the same hash. The handlers for hosts, tenants, segments and addresses are
+//! in [`crate::topology`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::entry::{
-    validate_node_name, ClusterRequest, Command, ENTRY_FORMAT_VERSION, MAX_ACTOR_BYTES,
-    MAX_NOTE_BYTES, MAX_REQUEST_ID_BYTES,
+    validate_node_name, ClusterRequest, Command, ContainerInterface, ENTRY_FORMAT_VERSION,
+    MAX_ACTOR_BYTES, MAX_NOTE_BYTES, MAX_REQUEST_ID_BYTES,
 };
+use crate::layout::AddressLayout;
 use crate::NodeId;
 
 /// How many request ids the projection remembers for idempotency. A client
@@ -34,8 +37,19 @@ pub const MAX_VOTERS_TARGET: u8 = 9;
 pub struct ClusterState {
     /// Set by the first entry; `None` until then.
     pub cluster: Option<ClusterInfo>,
-    /// Nodes by name.
+    /// Nodes (hosts) by name.
     pub nodes: BTreeMap<String, NodeRecord>,
+    /// Tenants by name, each with its segments.
+    pub tenants: BTreeMap<String, TenantRecord>,
+    /// Every allocated address, by address.
+    pub allocations: BTreeMap<Ipv4Addr, Allocation>,
+    /// Who holds which address: the index for idempotent allocation and
+    /// release by (container id, interface). Always the inverse of
+    /// `allocations`.
+    pub owners: BTreeMap<ContainerInterface, Ipv4Addr>,
+    /// Per host/tenant/segment block, the endpoint handed out last: the
+    /// round-robin cursor.
+    pub cursors: BTreeMap<BlockId, u32>,
     /// Number of notes ever recorded.
     pub notes_total: u64,
     /// The most recent notes, oldest first, at most [`MAX_RETAINED_NOTES`].
@@ -45,19 +59,63 @@ pub struct ClusterState {
     pub requests: RequestLedger,
 }
 
+/// A host/tenant/segment block, by numbers.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BlockId {
+    pub host: u32,
+    pub tenant: u32,
+    pub segment: u32,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ClusterInfo {
     pub name: String,
     pub voters_target: u8,
+    pub layout: AddressLayout,
     pub initialised_at_ms: u64,
     pub initialised_by: String,
 }
 
+/// A node, which is also a host of the address layout.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
     pub node_id: NodeId,
+    /// `IPV4:PORT` peers reach it at.
     pub address: String,
+    /// The host's underlay address: other hosts route its prefix via it.
+    pub underlay_ip: Ipv4Addr,
+    /// Its host number, which fixes its address prefix.
+    pub host_number: u32,
     pub registered_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub number: u32,
+    pub created_at_ms: u64,
+    /// Segments by name; `default` (number 0) always exists.
+    pub segments: BTreeMap<String, SegmentRecord>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRecord {
+    pub number: u32,
+    pub created_at_ms: u64,
+}
+
+/// Who holds an address, and since when.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub owner: ContainerInterface,
+    pub host: String,
+    pub tenant: String,
+    pub segment: String,
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
+    pub allocated_at_ms: u64,
+    /// Log index of the allocating request.
+    pub allocated_index: u64,
+    pub actor: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -100,7 +158,11 @@ impl RequestLedger {
     }
 
     fn record(&mut self, request_id: &str, applied: AppliedRequest) {
-        if self.by_id.insert(request_id.to_owned(), applied).is_none() {
+        if self
+            .by_id
+            .insert(request_id.to_owned(), applied)
+            .is_none()
+        {
             self.order.push_back(request_id.to_owned());
         }
         while self.order.len() > MAX_REMEMBERED_REQUESTS {
@@ -108,15 +170,11 @@ impl RequestLedger {
                 self.by_id.remove(&oldest);
             }
         }
-        assert_eq!(
-            self.order.len(),
-            self.by_id.len(),
-            "request ledger out of step"
-        );
+        assert_eq!(self.order.len(), self.by_id.len(), "request ledger out of step");
     }
 }
 
-/// What applying one entry did.
+/// What applying one request did.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -129,11 +187,21 @@ pub enum Outcome {
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     ClusterInitialised,
-    NodeRegistered { node_id: NodeId },
+    NodeRegistered { node_id: NodeId, host_number: u32 },
     NodeAddressChanged { node_id: NodeId },
     NodeAlreadyRegistered { node_id: NodeId },
-    NodeRemoved { node_id: NodeId },
+    NodeRemoved { node_id: NodeId, released: Vec<Ipv4Addr> },
     NoteRecorded { number: u64 },
+    TenantCreated { number: u32 },
+    TenantDeleted { number: u32 },
+    SegmentCreated { number: u32 },
+    SegmentDeleted { number: u32 },
+    /// `existing`: the owner already held this address (a repeated request).
+    AddressAllocated { address: Ipv4Addr, existing: bool },
+    AddressReleased { address: Ipv4Addr },
+    /// Release of an owner that holds nothing: success, no change.
+    NothingToRelease,
+    GarbageCollected { released: Vec<Ipv4Addr> },
 }
 
 /// Why a request was refused. Rejections are outcomes like any other: every
@@ -149,6 +217,20 @@ pub enum Rejection {
     NodeNameTaken { name: String, node_id: NodeId },
     NodeIdTaken { node_id: NodeId, name: String },
     UnknownNode { name: String },
+    HostHasAddresses { name: String, count: usize },
+    HostsExhausted { max: u32 },
+    TenantExists { name: String },
+    UnknownTenant { name: String },
+    TenantsExhausted { max: u32 },
+    TenantHasAddresses { name: String, count: usize },
+    SegmentExists { tenant: String, name: String },
+    UnknownSegment { tenant: String, name: String },
+    SegmentsExhausted { tenant: String, max: u32 },
+    SegmentHasAddresses { tenant: String, name: String, count: usize },
+    DefaultSegmentIsPermanent { tenant: String },
+    /// The owner already holds an address in another block.
+    OwnerHoldsOtherAddress { owner: String, address: Ipv4Addr },
+    BlockFull { host: String, tenant: String, segment: String, capacity: u32 },
 }
 
 impl fmt::Display for Rejection {
@@ -161,7 +243,7 @@ impl fmt::Display for Rejection {
             Rejection::InvalidMeta { reason } => write!(f, "invalid request metadata: {reason}"),
             Rejection::NotInitialised => write!(f, "the cluster is not initialised yet"),
             Rejection::AlreadyInitialised { name } => {
-                write!(f, "the cluster is already initialised as {name:?}")
+                write!(f, "the cluster is already initialised as {name:?}; its layout cannot change")
             }
             Rejection::InvalidArgument { reason } => write!(f, "{reason}"),
             Rejection::NodeNameTaken { name, node_id } => write!(
@@ -171,7 +253,85 @@ impl fmt::Display for Rejection {
             Rejection::NodeIdTaken { node_id, name } => {
                 write!(f, "node id {node_id} is already registered as {name:?}")
             }
-            Rejection::UnknownNode { name } => write!(f, "no node named {name:?}"),
+            Rejection::UnknownNode { name } => write!(f, "no node (host) named {name:?}"),
+            Rejection::HostHasAddresses { name, count } => write!(
+                f,
+                "host {name:?} still holds {count} address(es); release them or remove it with --force, which releases them"
+            ),
+            Rejection::HostsExhausted { max } => {
+                write!(f, "all {max} host numbers of the address layout are taken")
+            }
+            Rejection::TenantExists { name } => write!(f, "tenant {name:?} already exists"),
+            Rejection::UnknownTenant { name } => write!(f, "no tenant named {name:?}"),
+            Rejection::TenantsExhausted { max } => {
+                write!(f, "all {max} tenant numbers of the address layout are taken")
+            }
+            Rejection::TenantHasAddresses { name, count } => {
+                write!(f, "tenant {name:?} still has {count} address(es) allocated")
+            }
+            Rejection::SegmentExists { tenant, name } => {
+                write!(f, "segment {name:?} already exists in tenant {tenant:?}")
+            }
+            Rejection::UnknownSegment { tenant, name } => {
+                write!(f, "tenant {tenant:?} has no segment named {name:?}")
+            }
+            Rejection::SegmentsExhausted { tenant, max } => {
+                write!(f, "tenant {tenant:?} uses all {max} segment numbers of the address layout")
+            }
+            Rejection::SegmentHasAddresses { tenant, name, count } => write!(
+                f,
+                "segment {name:?} of tenant {tenant:?} still has {count} address(es) allocated"
+            ),
+            Rejection::DefaultSegmentIsPermanent { tenant } => write!(
+                f,
+                "the default segment of tenant {tenant:?} exists as long as the tenant"
+            ),
+            Rejection::OwnerHoldsOtherAddress { owner, address } => write!(
+                f,
+                "{owner} already holds {address} in another host/tenant/segment; release it first"
+            ),
+            Rejection::BlockFull {
+                host,
+                tenant,
+                segment,
+                capacity,
+            } => write!(
+                f,
+                "no free address for host {host:?}, tenant {tenant:?}, segment {segment:?}: all {capacity} are allocated"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |addresses: &[Ipv4Addr]| {
+            addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        };
+        match self {
+            Effect::ClusterInitialised => write!(f, "cluster initialised"),
+            Effect::NodeRegistered { node_id, host_number } => {
+                write!(f, "node {node_id} registered as host {host_number}")
+            }
+            Effect::NodeAddressChanged { node_id } => write!(f, "node {node_id} has a new address"),
+            Effect::NodeAlreadyRegistered { node_id } => write!(f, "node {node_id} already registered"),
+            Effect::NodeRemoved { node_id, released } if released.is_empty() => {
+                write!(f, "node {node_id} removed")
+            }
+            Effect::NodeRemoved { node_id, released } => {
+                write!(f, "node {node_id} removed, released {}", list(released))
+            }
+            Effect::NoteRecorded { number } => write!(f, "note {number} recorded"),
+            Effect::TenantCreated { number } => write!(f, "tenant number {number}"),
+            Effect::TenantDeleted { number } => write!(f, "tenant number {number} freed"),
+            Effect::SegmentCreated { number } => write!(f, "segment number {number}"),
+            Effect::SegmentDeleted { number } => write!(f, "segment number {number} freed"),
+            Effect::AddressAllocated { address, existing: false } => write!(f, "allocated {address}"),
+            Effect::AddressAllocated { address, existing: true } => write!(f, "already held {address}"),
+            Effect::AddressReleased { address } => write!(f, "released {address}"),
+            Effect::NothingToRelease => write!(f, "nothing to release"),
+            Effect::GarbageCollected { released } if released.is_empty() => write!(f, "nothing to collect"),
+            Effect::GarbageCollected { released } => write!(f, "released {}", list(released)),
         }
     }
 }
@@ -179,7 +339,7 @@ impl fmt::Display for Rejection {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Applied(effect) => write!(f, "applied: {effect:?}"),
+            Outcome::Applied(effect) => write!(f, "{effect}"),
             Outcome::Rejected(reason) => write!(f, "rejected: {reason}"),
         }
     }
@@ -206,6 +366,7 @@ impl ClusterState {
         };
         self.requests
             .record(&request.meta.request_id, applied.clone());
+        debug_assert!(self.check_invariants().is_ok(), "{:?}", self.check_invariants());
         applied
     }
 
@@ -217,10 +378,14 @@ impl ClusterState {
         }
         validate_meta(request)?;
         let meta = &request.meta;
+        if !matches!(request.command, Command::InitCluster { .. }) {
+            self.require_initialised()?;
+        }
         match &request.command {
             Command::InitCluster {
                 cluster_name,
                 voters_target,
+                layout,
             } => {
                 if let Some(cluster) = &self.cluster {
                     return Err(Rejection::AlreadyInitialised {
@@ -237,9 +402,13 @@ impl ClusterState {
                 validate_node_name(cluster_name).map_err(|reason| Rejection::InvalidArgument {
                     reason: format!("cluster name: {reason}"),
                 })?;
+                layout.validate().map_err(|reason| Rejection::InvalidArgument {
+                    reason: format!("address layout: {reason}"),
+                })?;
                 self.cluster = Some(ClusterInfo {
                     name: cluster_name.clone(),
                     voters_target: *voters_target,
+                    layout: *layout,
                     initialised_at_ms: meta.timestamp_ms,
                     initialised_by: meta.actor.clone(),
                 });
@@ -249,67 +418,12 @@ impl ClusterState {
                 node_id,
                 name,
                 address,
-            } => {
-                self.require_initialised()?;
-                validate_node_name(name).map_err(|reason| Rejection::InvalidArgument { reason })?;
-                if address.is_empty() || address.len() > 256 {
-                    return Err(Rejection::InvalidArgument {
-                        reason: format!(
-                            "node address must be 1 to 256 bytes, got {}",
-                            address.len()
-                        ),
-                    });
-                }
-                if let Some((other_name, _)) = self
-                    .nodes
-                    .iter()
-                    .find(|(other_name, record)| record.node_id == *node_id && *other_name != name)
-                {
-                    return Err(Rejection::NodeIdTaken {
-                        node_id: *node_id,
-                        name: other_name.clone(),
-                    });
-                }
-                match self.nodes.get_mut(name) {
-                    Some(record) if record.node_id != *node_id => Err(Rejection::NodeNameTaken {
-                        name: name.clone(),
-                        node_id: record.node_id,
-                    }),
-                    Some(record) if record.address != *address => {
-                        record.address = address.clone();
-                        Ok(Effect::NodeAddressChanged { node_id: *node_id })
-                    }
-                    Some(_) => Ok(Effect::NodeAlreadyRegistered { node_id: *node_id }),
-                    None => {
-                        self.nodes.insert(
-                            name.clone(),
-                            NodeRecord {
-                                node_id: *node_id,
-                                address: address.clone(),
-                                registered_at_ms: meta.timestamp_ms,
-                            },
-                        );
-                        Ok(Effect::NodeRegistered { node_id: *node_id })
-                    }
-                }
-            }
-            Command::RemoveNode { name } => {
-                self.require_initialised()?;
-                match self.nodes.remove(name) {
-                    Some(record) => Ok(Effect::NodeRemoved {
-                        node_id: record.node_id,
-                    }),
-                    None => Err(Rejection::UnknownNode { name: name.clone() }),
-                }
-            }
+            } => self.register_node(*node_id, name, address, meta.timestamp_ms),
+            Command::RemoveNode { name, force } => self.remove_node(name, *force),
             Command::Note { text } => {
-                self.require_initialised()?;
                 if text.is_empty() || text.len() > MAX_NOTE_BYTES {
                     return Err(Rejection::InvalidArgument {
-                        reason: format!(
-                            "a note must be 1 to {MAX_NOTE_BYTES} bytes, got {}",
-                            text.len()
-                        ),
+                        reason: format!("a note must be 1 to {MAX_NOTE_BYTES} bytes, got {}", text.len()),
                     });
                 }
                 self.notes_total += 1;
@@ -326,21 +440,28 @@ impl ClusterState {
                     number: self.notes_total,
                 })
             }
+            Command::CreateTenant { name } => self.create_tenant(name, meta.timestamp_ms),
+            Command::DeleteTenant { name } => self.delete_tenant(name),
+            Command::CreateSegment { tenant, name } => self.create_segment(tenant, name, meta.timestamp_ms),
+            Command::DeleteSegment { tenant, name } => self.delete_segment(tenant, name),
+            Command::AllocateAddress(allocation) => self.allocate(allocation, index, meta),
+            Command::ReleaseAddress(owner) => self.release(owner),
+            Command::GarbageCollect { host, valid } => self.garbage_collect(host, valid),
         }
     }
 
-    fn require_initialised(&self) -> Result<(), Rejection> {
-        match self.cluster {
-            Some(_) => Ok(()),
-            None => Err(Rejection::NotInitialised),
-        }
+    fn require_initialised(&self) -> Result<&ClusterInfo, Rejection> {
+        self.cluster.as_ref().ok_or(Rejection::NotInitialised)
+    }
+
+    /// The address layout, once initialised.
+    pub fn layout(&self) -> Option<&AddressLayout> {
+        self.cluster.as_ref().map(|c| &c.layout)
     }
 
     /// The node registered under `node_id`, if any.
     pub fn node_by_id(&self, node_id: NodeId) -> Option<(&String, &NodeRecord)> {
-        self.nodes
-            .iter()
-            .find(|(_, record)| record.node_id == node_id)
+        self.nodes.iter().find(|(_, record)| record.node_id == node_id)
     }
 
     /// A stable content hash: SHA-256 of the bincode encoding, hex. The state
@@ -392,6 +513,7 @@ mod tests {
             Command::InitCluster {
                 cluster_name: "romana".into(),
                 voters_target: 3,
+                layout: AddressLayout::default(),
             },
         )
     }
@@ -425,6 +547,7 @@ mod tests {
             Command::InitCluster {
                 cluster_name: "other".into(),
                 voters_target: 3,
+                layout: AddressLayout::default(),
             },
         );
         assert!(matches!(
@@ -459,7 +582,7 @@ mod tests {
         state.apply(1, 0, &init());
         assert_eq!(
             state.apply(2, 0, &register("r1", 7, "a")).outcome,
-            Outcome::Applied(Effect::NodeRegistered { node_id: 7 })
+            Outcome::Applied(Effect::NodeRegistered { node_id: 7, host_number: 0 })
         );
         assert!(matches!(
             state.apply(3, 0, &register("r2", 8, "a")).outcome,
@@ -478,14 +601,14 @@ mod tests {
                 .apply(
                     6,
                     0,
-                    &request("r5", Command::RemoveNode { name: "a".into() })
+                    &request("r5", Command::RemoveNode { name: "a".into(), force: false })
                 )
                 .outcome,
-            Outcome::Applied(Effect::NodeRemoved { node_id: 7 })
+            Outcome::Applied(Effect::NodeRemoved { node_id: 7, released: vec![] })
         );
         assert_eq!(
             state.apply(7, 0, &register("r6", 8, "a")).outcome,
-            Outcome::Applied(Effect::NodeRegistered { node_id: 8 }),
+            Outcome::Applied(Effect::NodeRegistered { node_id: 8, host_number: 0 }),
             "after removal the name is free again"
         );
     }
@@ -550,5 +673,5 @@ mod tests {
         );
     }
 
-    const PINNED_HASH: &str = "06277b3439a1c2d879630c3176fe8d785f803ebab0a48b054bd50ad493e48a75";
+    const PINNED_HASH: &str = "613096b8980634cdf2ad70c3919bfb10f432b7a4ee888c157968e7441f13970c";
 }
