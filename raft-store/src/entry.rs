@@ -89,15 +89,30 @@ pub enum Command {
     },
     /// A node was removed by an operator. Refused while the host holds
     /// addresses, unless `force`, which releases them.
-    RemoveNode { name: String, force: bool },
+    RemoveNode {
+        name: String,
+        force: bool,
+    },
     /// An operator's note in the network's history ("draining host3 for
     /// maintenance"), kept for audit.
-    Note { text: String },
+    Note {
+        text: String,
+    },
     /// A tenant, with its `default` segment.
-    CreateTenant { name: String },
-    DeleteTenant { name: String },
-    CreateSegment { tenant: String, name: String },
-    DeleteSegment { tenant: String, name: String },
+    CreateTenant {
+        name: String,
+    },
+    DeleteTenant {
+        name: String,
+    },
+    CreateSegment {
+        tenant: String,
+        name: String,
+    },
+    DeleteSegment {
+        tenant: String,
+        name: String,
+    },
     /// An address for a container's interface on a host.
     AllocateAddress(AllocationRequest),
     /// Give back the address of a container's interface (idempotent).
@@ -153,7 +168,10 @@ impl ContainerInterface {
             || self.ifname.len() > MAX_IFNAME_BYTES
             || self.ifname == "."
             || self.ifname == ".."
-            || !self.ifname.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+            || !self
+                .ifname
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
         {
             return Err(format!(
                 "interface name {:?} is not a valid Linux interface name (1 to {MAX_IFNAME_BYTES} printable characters, no '/' or ':')",
@@ -187,14 +205,21 @@ impl fmt::Display for Command {
                 cluster_name,
                 voters_target,
                 layout,
-            } => write!(f, "init-cluster {cluster_name} voters={voters_target} layout={layout}"),
+            } => write!(
+                f,
+                "init-cluster {cluster_name} voters={voters_target} layout={layout}"
+            ),
             Command::RegisterNode {
                 node_id,
                 name,
                 address,
             } => write!(f, "register-node {name} id={node_id} address={address}"),
             Command::RemoveNode { name, force } => {
-                write!(f, "remove-node {name}{}", if *force { " --force" } else { "" })
+                write!(
+                    f,
+                    "remove-node {name}{}",
+                    if *force { " --force" } else { "" }
+                )
             }
             Command::Note { text } => write!(f, "note {text:?}"),
             Command::CreateTenant { name } => write!(f, "create-tenant {name}"),
@@ -208,7 +233,11 @@ impl fmt::Display for Command {
             ),
             Command::ReleaseAddress(owner) => write!(f, "release {owner}"),
             Command::GarbageCollect { host, valid } => {
-                write!(f, "garbage-collect {host} keeping {} interfaces", valid.len())
+                write!(
+                    f,
+                    "garbage-collect {host} keeping {} interfaces",
+                    valid.len()
+                )
             }
         }
     }
@@ -292,7 +321,13 @@ mod tests {
             ifname: i.into(),
         };
         assert!(owner("abc123", "eth0").validate().is_ok());
-        for (c, i) in [("", "eth0"), ("a b", "eth0"), ("abc", ""), ("abc", "a/b"), ("abc", "0123456789abcdef")] {
+        for (c, i) in [
+            ("", "eth0"),
+            ("a b", "eth0"),
+            ("abc", ""),
+            ("abc", "a/b"),
+            ("abc", "0123456789abcdef"),
+        ] {
             assert!(owner(c, i).validate().is_err(), "{c:?} {i:?}");
         }
     }

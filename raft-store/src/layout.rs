@@ -76,7 +76,13 @@ fn mask(bits: u8) -> u32 {
 
 impl AddressLayout {
     /// A layout from a CIDR text and widths, validated.
-    pub fn new(cidr: &str, host_bits: u8, tenant_bits: u8, segment_bits: u8, endpoint_bits: u8) -> Result<Self, String> {
+    pub fn new(
+        cidr: &str,
+        host_bits: u8,
+        tenant_bits: u8,
+        segment_bits: u8,
+        endpoint_bits: u8,
+    ) -> Result<Self, String> {
         let (address, prefix) = cidr
             .split_once('/')
             .ok_or_else(|| format!("CIDR {cidr:?} must be ADDRESS/PREFIX, e.g. 10.0.0.0/8"))?;
@@ -103,7 +109,10 @@ impl AddressLayout {
     /// Checks the widths against the prefix and each other.
     pub fn validate(&self) -> Result<(), String> {
         if self.prefix_len > 32 {
-            return Err(format!("prefix length /{} is longer than 32", self.prefix_len));
+            return Err(format!(
+                "prefix length /{} is longer than 32",
+                self.prefix_len
+            ));
         }
         let available = 32 - u32::from(self.prefix_len);
         let sum = u32::from(self.host_bits)
@@ -116,7 +125,11 @@ impl AddressLayout {
                 self.host_bits, self.tenant_bits, self.segment_bits, self.endpoint_bits, self.prefix_len
             ));
         }
-        for (name, bits) in [("host", self.host_bits), ("tenant", self.tenant_bits), ("segment", self.segment_bits)] {
+        for (name, bits) in [
+            ("host", self.host_bits),
+            ("tenant", self.tenant_bits),
+            ("segment", self.segment_bits),
+        ] {
             if bits == 0 {
                 return Err(format!("{name} bits must be at least 1"));
             }
@@ -179,10 +192,26 @@ impl AddressLayout {
 
     /// The address with these fields. Fields must fit their widths.
     pub fn address(&self, parts: AddressParts) -> Ipv4Addr {
-        assert!(parts.host <= mask(self.host_bits), "host number {} too wide", parts.host);
-        assert!(parts.tenant <= mask(self.tenant_bits), "tenant number {} too wide", parts.tenant);
-        assert!(parts.segment <= mask(self.segment_bits), "segment number {} too wide", parts.segment);
-        assert!(parts.endpoint <= mask(self.endpoint_bits), "endpoint number {} too wide", parts.endpoint);
+        assert!(
+            parts.host <= mask(self.host_bits),
+            "host number {} too wide",
+            parts.host
+        );
+        assert!(
+            parts.tenant <= mask(self.tenant_bits),
+            "tenant number {} too wide",
+            parts.tenant
+        );
+        assert!(
+            parts.segment <= mask(self.segment_bits),
+            "segment number {} too wide",
+            parts.segment
+        );
+        assert!(
+            parts.endpoint <= mask(self.endpoint_bits),
+            "endpoint number {} too wide",
+            parts.endpoint
+        );
         Ipv4Addr::from(
             u32::from(self.network)
                 | parts.host << self.host_shift()
@@ -317,7 +346,12 @@ mod tests {
     fn romanas_example_decodes() {
         let layout = AddressLayout::default();
         assert!(layout.validate().is_ok());
-        let parts = AddressParts { host: 0, tenant: 1, segment: 1, endpoint: 3 };
+        let parts = AddressParts {
+            host: 0,
+            tenant: 1,
+            segment: 1,
+            endpoint: 3,
+        };
         assert_eq!(layout.address(parts), Ipv4Addr::new(10, 0, 17, 3));
         assert_eq!(layout.decode(Ipv4Addr::new(10, 0, 17, 3)), Some(parts));
         assert_eq!(layout.decode(Ipv4Addr::new(11, 0, 17, 3)), None);
@@ -336,7 +370,12 @@ mod tests {
             for tenant in [0, 7] {
                 for segment in [0, 3] {
                     for endpoint in [0, 2, 1023] {
-                        let parts = AddressParts { host, tenant, segment, endpoint };
+                        let parts = AddressParts {
+                            host,
+                            tenant,
+                            segment,
+                            endpoint,
+                        };
                         let address = layout.address(parts);
                         assert!(layout.contains(address));
                         assert_eq!(layout.decode(address), Some(parts));
@@ -353,22 +392,34 @@ mod tests {
             (("10.0.0.1/8", 8, 4, 4, 8), "did you mean 10.0.0.0/8"),
             (("10.0.0.0/8", 0, 8, 8, 8), "host bits must be at least 1"),
             (("10.0.0.0/8", 8, 0, 8, 8), "tenant bits must be at least 1"),
-            (("10.0.0.0/8", 8, 4, 11, 1), "endpoint bits must be at least 2"),
+            (
+                ("10.0.0.0/8", 8, 4, 11, 1),
+                "endpoint bits must be at least 2",
+            ),
             (("10.0.0.0", 8, 4, 4, 8), "ADDRESS/PREFIX"),
             (("10.0.0.0/33", 8, 4, 4, 8), "prefix length"),
             (("ten/8", 8, 4, 4, 8), "not an IPv4 address"),
         ];
         for ((cidr, h, t, s, e), expected) in cases {
             let error = AddressLayout::new(cidr, h, t, s, e).expect_err("must be refused");
-            assert!(error.contains(expected), "{cidr} {h}/{t}/{s}/{e}: {error:?} should contain {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{cidr} {h}/{t}/{s}/{e}: {error:?} should contain {expected:?}"
+            );
         }
     }
 
     #[test]
     fn the_drawing_names_every_field() {
         let drawing = AddressLayout::default().draw();
-        assert!(drawing.contains("NNNNNNNN.HHHHHHHH.TTTTSSSS.EEEEEEEE"), "{drawing}");
-        assert!(drawing.contains("10.0.17.3 = host 0, tenant 1, segment 1, endpoint 3"), "{drawing}");
+        assert!(
+            drawing.contains("NNNNNNNN.HHHHHHHH.TTTTSSSS.EEEEEEEE"),
+            "{drawing}"
+        );
+        assert!(
+            drawing.contains("10.0.17.3 = host 0, tenant 1, segment 1, endpoint 3"),
+            "{drawing}"
+        );
         assert!(drawing.contains("10.0.16.0/255.0.240.0"), "{drawing}");
     }
 }

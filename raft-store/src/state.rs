@@ -158,11 +158,7 @@ impl RequestLedger {
     }
 
     fn record(&mut self, request_id: &str, applied: AppliedRequest) {
-        if self
-            .by_id
-            .insert(request_id.to_owned(), applied)
-            .is_none()
-        {
+        if self.by_id.insert(request_id.to_owned(), applied).is_none() {
             self.order.push_back(request_id.to_owned());
         }
         while self.order.len() > MAX_REMEMBERED_REQUESTS {
@@ -170,7 +166,11 @@ impl RequestLedger {
                 self.by_id.remove(&oldest);
             }
         }
-        assert_eq!(self.order.len(), self.by_id.len(), "request ledger out of step");
+        assert_eq!(
+            self.order.len(),
+            self.by_id.len(),
+            "request ledger out of step"
+        );
     }
 }
 
@@ -187,21 +187,48 @@ pub enum Outcome {
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     ClusterInitialised,
-    NodeRegistered { node_id: NodeId, host_number: u32 },
-    NodeAddressChanged { node_id: NodeId },
-    NodeAlreadyRegistered { node_id: NodeId },
-    NodeRemoved { node_id: NodeId, released: Vec<Ipv4Addr> },
-    NoteRecorded { number: u64 },
-    TenantCreated { number: u32 },
-    TenantDeleted { number: u32 },
-    SegmentCreated { number: u32 },
-    SegmentDeleted { number: u32 },
+    NodeRegistered {
+        node_id: NodeId,
+        host_number: u32,
+    },
+    NodeAddressChanged {
+        node_id: NodeId,
+    },
+    NodeAlreadyRegistered {
+        node_id: NodeId,
+    },
+    NodeRemoved {
+        node_id: NodeId,
+        released: Vec<Ipv4Addr>,
+    },
+    NoteRecorded {
+        number: u64,
+    },
+    TenantCreated {
+        number: u32,
+    },
+    TenantDeleted {
+        number: u32,
+    },
+    SegmentCreated {
+        number: u32,
+    },
+    SegmentDeleted {
+        number: u32,
+    },
     /// `existing`: the owner already held this address (a repeated request).
-    AddressAllocated { address: Ipv4Addr, existing: bool },
-    AddressReleased { address: Ipv4Addr },
+    AddressAllocated {
+        address: Ipv4Addr,
+        existing: bool,
+    },
+    AddressReleased {
+        address: Ipv4Addr,
+    },
     /// Release of an owner that holds nothing: success, no change.
     NothingToRelease,
-    GarbageCollected { released: Vec<Ipv4Addr> },
+    GarbageCollected {
+        released: Vec<Ipv4Addr>,
+    },
 }
 
 /// Why a request was refused. Rejections are outcomes like any other: every
@@ -209,28 +236,81 @@ pub enum Effect {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Rejection {
-    UnsupportedFormat { version: u16 },
-    InvalidMeta { reason: String },
+    UnsupportedFormat {
+        version: u16,
+    },
+    InvalidMeta {
+        reason: String,
+    },
     NotInitialised,
-    AlreadyInitialised { name: String },
-    InvalidArgument { reason: String },
-    NodeNameTaken { name: String, node_id: NodeId },
-    NodeIdTaken { node_id: NodeId, name: String },
-    UnknownNode { name: String },
-    HostHasAddresses { name: String, count: usize },
-    HostsExhausted { max: u32 },
-    TenantExists { name: String },
-    UnknownTenant { name: String },
-    TenantsExhausted { max: u32 },
-    TenantHasAddresses { name: String, count: usize },
-    SegmentExists { tenant: String, name: String },
-    UnknownSegment { tenant: String, name: String },
-    SegmentsExhausted { tenant: String, max: u32 },
-    SegmentHasAddresses { tenant: String, name: String, count: usize },
-    DefaultSegmentIsPermanent { tenant: String },
+    AlreadyInitialised {
+        name: String,
+    },
+    InvalidArgument {
+        reason: String,
+    },
+    NodeNameTaken {
+        name: String,
+        node_id: NodeId,
+    },
+    NodeIdTaken {
+        node_id: NodeId,
+        name: String,
+    },
+    UnknownNode {
+        name: String,
+    },
+    HostHasAddresses {
+        name: String,
+        count: usize,
+    },
+    HostsExhausted {
+        max: u32,
+    },
+    TenantExists {
+        name: String,
+    },
+    UnknownTenant {
+        name: String,
+    },
+    TenantsExhausted {
+        max: u32,
+    },
+    TenantHasAddresses {
+        name: String,
+        count: usize,
+    },
+    SegmentExists {
+        tenant: String,
+        name: String,
+    },
+    UnknownSegment {
+        tenant: String,
+        name: String,
+    },
+    SegmentsExhausted {
+        tenant: String,
+        max: u32,
+    },
+    SegmentHasAddresses {
+        tenant: String,
+        name: String,
+        count: usize,
+    },
+    DefaultSegmentIsPermanent {
+        tenant: String,
+    },
     /// The owner already holds an address in another block.
-    OwnerHoldsOtherAddress { owner: String, address: Ipv4Addr },
-    BlockFull { host: String, tenant: String, segment: String, capacity: u32 },
+    OwnerHoldsOtherAddress {
+        owner: String,
+        address: Ipv4Addr,
+    },
+    BlockFull {
+        host: String,
+        tenant: String,
+        segment: String,
+        capacity: u32,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -306,15 +386,24 @@ impl fmt::Display for Rejection {
 impl fmt::Display for Effect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let list = |addresses: &[Ipv4Addr]| {
-            addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         match self {
             Effect::ClusterInitialised => write!(f, "cluster initialised"),
-            Effect::NodeRegistered { node_id, host_number } => {
+            Effect::NodeRegistered {
+                node_id,
+                host_number,
+            } => {
                 write!(f, "node {node_id} registered as host {host_number}")
             }
             Effect::NodeAddressChanged { node_id } => write!(f, "node {node_id} has a new address"),
-            Effect::NodeAlreadyRegistered { node_id } => write!(f, "node {node_id} already registered"),
+            Effect::NodeAlreadyRegistered { node_id } => {
+                write!(f, "node {node_id} already registered")
+            }
             Effect::NodeRemoved { node_id, released } if released.is_empty() => {
                 write!(f, "node {node_id} removed")
             }
@@ -326,11 +415,19 @@ impl fmt::Display for Effect {
             Effect::TenantDeleted { number } => write!(f, "tenant number {number} freed"),
             Effect::SegmentCreated { number } => write!(f, "segment number {number}"),
             Effect::SegmentDeleted { number } => write!(f, "segment number {number} freed"),
-            Effect::AddressAllocated { address, existing: false } => write!(f, "allocated {address}"),
-            Effect::AddressAllocated { address, existing: true } => write!(f, "already held {address}"),
+            Effect::AddressAllocated {
+                address,
+                existing: false,
+            } => write!(f, "allocated {address}"),
+            Effect::AddressAllocated {
+                address,
+                existing: true,
+            } => write!(f, "already held {address}"),
             Effect::AddressReleased { address } => write!(f, "released {address}"),
             Effect::NothingToRelease => write!(f, "nothing to release"),
-            Effect::GarbageCollected { released } if released.is_empty() => write!(f, "nothing to collect"),
+            Effect::GarbageCollected { released } if released.is_empty() => {
+                write!(f, "nothing to collect")
+            }
             Effect::GarbageCollected { released } => write!(f, "released {}", list(released)),
         }
     }
@@ -366,7 +463,11 @@ impl ClusterState {
         };
         self.requests
             .record(&request.meta.request_id, applied.clone());
-        debug_assert!(self.check_invariants().is_ok(), "{:?}", self.check_invariants());
+        debug_assert!(
+            self.check_invariants().is_ok(),
+            "{:?}",
+            self.check_invariants()
+        );
         applied
     }
 
@@ -402,9 +503,11 @@ impl ClusterState {
                 validate_node_name(cluster_name).map_err(|reason| Rejection::InvalidArgument {
                     reason: format!("cluster name: {reason}"),
                 })?;
-                layout.validate().map_err(|reason| Rejection::InvalidArgument {
-                    reason: format!("address layout: {reason}"),
-                })?;
+                layout
+                    .validate()
+                    .map_err(|reason| Rejection::InvalidArgument {
+                        reason: format!("address layout: {reason}"),
+                    })?;
                 self.cluster = Some(ClusterInfo {
                     name: cluster_name.clone(),
                     voters_target: *voters_target,
@@ -423,7 +526,10 @@ impl ClusterState {
             Command::Note { text } => {
                 if text.is_empty() || text.len() > MAX_NOTE_BYTES {
                     return Err(Rejection::InvalidArgument {
-                        reason: format!("a note must be 1 to {MAX_NOTE_BYTES} bytes, got {}", text.len()),
+                        reason: format!(
+                            "a note must be 1 to {MAX_NOTE_BYTES} bytes, got {}",
+                            text.len()
+                        ),
                     });
                 }
                 self.notes_total += 1;
@@ -442,7 +548,9 @@ impl ClusterState {
             }
             Command::CreateTenant { name } => self.create_tenant(name, meta.timestamp_ms),
             Command::DeleteTenant { name } => self.delete_tenant(name),
-            Command::CreateSegment { tenant, name } => self.create_segment(tenant, name, meta.timestamp_ms),
+            Command::CreateSegment { tenant, name } => {
+                self.create_segment(tenant, name, meta.timestamp_ms)
+            }
             Command::DeleteSegment { tenant, name } => self.delete_segment(tenant, name),
             Command::AllocateAddress(allocation) => self.allocate(allocation, index, meta),
             Command::ReleaseAddress(owner) => self.release(owner),
@@ -461,7 +569,9 @@ impl ClusterState {
 
     /// The node registered under `node_id`, if any.
     pub fn node_by_id(&self, node_id: NodeId) -> Option<(&String, &NodeRecord)> {
-        self.nodes.iter().find(|(_, record)| record.node_id == node_id)
+        self.nodes
+            .iter()
+            .find(|(_, record)| record.node_id == node_id)
     }
 
     /// A stable content hash: SHA-256 of the bincode encoding, hex. The state
@@ -582,7 +692,10 @@ mod tests {
         state.apply(1, 0, &init());
         assert_eq!(
             state.apply(2, 0, &register("r1", 7, "a")).outcome,
-            Outcome::Applied(Effect::NodeRegistered { node_id: 7, host_number: 0 })
+            Outcome::Applied(Effect::NodeRegistered {
+                node_id: 7,
+                host_number: 0
+            })
         );
         assert!(matches!(
             state.apply(3, 0, &register("r2", 8, "a")).outcome,
@@ -601,14 +714,26 @@ mod tests {
                 .apply(
                     6,
                     0,
-                    &request("r5", Command::RemoveNode { name: "a".into(), force: false })
+                    &request(
+                        "r5",
+                        Command::RemoveNode {
+                            name: "a".into(),
+                            force: false
+                        }
+                    )
                 )
                 .outcome,
-            Outcome::Applied(Effect::NodeRemoved { node_id: 7, released: vec![] })
+            Outcome::Applied(Effect::NodeRemoved {
+                node_id: 7,
+                released: vec![]
+            })
         );
         assert_eq!(
             state.apply(7, 0, &register("r6", 8, "a")).outcome,
-            Outcome::Applied(Effect::NodeRegistered { node_id: 8, host_number: 0 }),
+            Outcome::Applied(Effect::NodeRegistered {
+                node_id: 8,
+                host_number: 0
+            }),
             "after removal the name is free again"
         );
     }

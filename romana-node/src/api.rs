@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -75,14 +75,27 @@ impl ApiError {
     pub fn from_rejection(rejection: &Rejection) -> Self {
         let message = rejection.to_string();
         match rejection {
-            Rejection::UnknownNode { .. } => ApiError::NotFound(message),
+            Rejection::UnknownNode { .. }
+            | Rejection::UnknownTenant { .. }
+            | Rejection::UnknownSegment { .. } => ApiError::NotFound(message),
             Rejection::InvalidArgument { .. }
             | Rejection::InvalidMeta { .. }
             | Rejection::UnsupportedFormat { .. } => ApiError::BadRequest(message),
             Rejection::NotInitialised => ApiError::Unavailable(message),
             Rejection::AlreadyInitialised { .. }
             | Rejection::NodeNameTaken { .. }
-            | Rejection::NodeIdTaken { .. } => ApiError::Conflict(message),
+            | Rejection::NodeIdTaken { .. }
+            | Rejection::HostHasAddresses { .. }
+            | Rejection::HostsExhausted { .. }
+            | Rejection::TenantExists { .. }
+            | Rejection::TenantsExhausted { .. }
+            | Rejection::TenantHasAddresses { .. }
+            | Rejection::SegmentExists { .. }
+            | Rejection::SegmentsExhausted { .. }
+            | Rejection::SegmentHasAddresses { .. }
+            | Rejection::DefaultSegmentIsPermanent { .. }
+            | Rejection::OwnerHoldsOtherAddress { .. }
+            | Rejection::BlockFull { .. } => ApiError::Conflict(message),
         }
     }
 }
@@ -114,7 +127,7 @@ impl IntoResponse for ApiError {
 
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Listener {
+pub(crate) enum Listener {
     Unix,
     Tcp,
 }
@@ -144,16 +157,17 @@ fn api_routes(node: Node) -> Router {
         .route("/v1/requests/{request_id}", get(find_request))
         .route(PATH_JOIN, post(join))
         .route(PATH_INTERNAL_PROPOSE, post(internal_propose))
+        .merge(crate::ipam_api::routes())
         .with_state(node)
 }
 
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
 }
 
 /// `client:WHO@NODE` for requests from outside the cluster.
-fn client_actor(node: &Node, listener: Listener, headers: &HeaderMap) -> String {
+pub(crate) fn client_actor(node: &Node, listener: Listener, headers: &HeaderMap) -> String {
     let who = headers
         .get(ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -179,7 +193,7 @@ pub struct WriteResult {
 
 /// A committed write as the API reports it: applied → 200, rejected → the
 /// rejection's error.
-fn write_result(
+pub(crate) fn write_result(
     request_id: String,
     applied: AppliedRequest,
 ) -> Result<Json<WriteResult>, ApiError> {
@@ -363,17 +377,26 @@ async fn find_request(
         })
 }
 
+/// Query of `DELETE /v1/nodes/{name}`.
+#[derive(Deserialize, Debug, Default)]
+pub struct RemoveQuery {
+    /// Release the host's addresses instead of refusing.
+    #[serde(default)]
+    pub force: bool,
+}
+
 async fn remove_node(
     State(node): State<Node>,
     Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
 ) -> Response {
     if !node.is_leader() {
         return forward_to_leader(
             &node,
             Method::DELETE,
-            &format!("{PATH_NODES}/{name}"),
+            &format!("{PATH_NODES}/{name}?force={}", query.force),
             &headers,
             Vec::new(),
         )
@@ -381,7 +404,7 @@ async fn remove_node(
     }
     let actor = client_actor(&node, listener, &headers);
     let request_id = format!("remove-{name}");
-    match node.remove_member(&name, actor).await {
+    match node.remove_member(&name, query.force, actor).await {
         Ok(response) => write_result(request_id, response).into_response(),
         Err(e) => e.into_response(),
     }

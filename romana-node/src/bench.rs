@@ -17,6 +17,16 @@
 //! A cluster can beat the raw rate (ratio above 1): openraft appends all the
 //! entries that arrived meanwhile in one flushed batch.
 //!
+//! On the 3-node cluster each client count is also measured with IPAM
+//! allocations (`POST /v1/ipam/allocations`, what the CNI plugin does) right
+//! next to the note writes, alternating which goes first, so that the report
+//! can give the IPAM overhead over a raw write for the same cluster and
+//! client count. Every allocation is for a fresh container id, spread evenly
+//! over the hosts and the bench tenants, so each one is a new committed
+//! write; the clusters are created with an address layout whose blocks hold
+//! tens of thousands of addresses, and each round stays within its share of
+//! them (the report says when a round ran out of its share before its time).
+//!
 //! Everything lives in one temporary work directory, removed at the end.
 //! Child processes are killed on every way out (success, error, panic,
 //! SIGINT/SIGTERM), because each is owned by a [`NodeProcess`] whose `Drop`
@@ -32,18 +42,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::AtomicU64;
+
 use clap::Args;
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use raft_store::store::{Durability, KvBackend, SledBackend, Tree, WriteOp};
 use raft_store::transport::ClusterSecret;
 use raft_store::{ClusterRequest, RequestMeta, TypeConfig};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::api::{NoteBody, StatusView, WriteResult, PATH_NOTES, PATH_STATUS};
 use crate::ctl::{table, Output};
 use crate::error::{Context, Error};
-use crate::http_client::{ApiClient, Endpoint};
+use crate::http_client::{ApiClient, CallError, Endpoint};
+use crate::ipam_api::{
+    AllocateBody, AllocationView, HostView, LayoutView, NameBody, PATH_ALLOCATIONS, PATH_HOSTS,
+    PATH_LAYOUT, PATH_TENANTS,
+};
 use crate::node::{new_request_id, now_ms};
 
 /// The note every benchmark write records.
@@ -91,6 +108,35 @@ const TARGET_CLIENTS: usize = 64;
 const TARGET_NODES: usize = 3;
 const TARGET_COMMITS_PER_S: f64 = 10_000.0;
 const TARGET_P99_MS: f64 = 10.0;
+
+/// The IPAM target, on the same cluster size and client count: an
+/// allocation costs at most this much over a note write (commits/s over
+/// allocations/s, less 1), and the allocation rate reaches this.
+const TARGET_IPAM_MAX_OVERHEAD: f64 = 0.10;
+const TARGET_ALLOCATIONS_PER_S: f64 = 5_000.0;
+
+/// Cluster size on which allocations are measured.
+const IPAM_NODES: usize = TARGET_NODES;
+
+/// Address layout of every bench cluster (`romana-node run --cidr ...`):
+/// 16 hosts, 4 tenants of 4 segments, 65,533 pod addresses per block, so
+/// that the allocation rounds do not fill a block. The widths sum to 32 less
+/// the prefix length (checked by a test).
+const BENCH_CIDR: &str = "10.0.0.0/8";
+const BENCH_HOST_BITS: u8 = 4;
+const BENCH_TENANT_BITS: u8 = 2;
+const BENCH_SEGMENT_BITS: u8 = 2;
+const BENCH_ENDPOINT_BITS: u8 = 16;
+
+/// Tenants created before the allocations are measured; allocations spread
+/// over them and the hosts (hosts x tenants blocks, segment `default`).
+const BENCH_TENANTS: [&str; 3] = ["b1", "b2", "b3"];
+
+/// Interface name of every benchmark allocation.
+const BENCH_IFNAME: &str = "eth0";
+
+/// Container id of the one allocation made before measuring.
+const WARMUP_CONTAINER_ID: &str = "bench-warmup";
 
 /// Flags of `romana-node bench`.
 #[derive(Args, Debug)]
@@ -164,19 +210,39 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
     let mut rows = vec![raw_row];
     for nodes in [1, TARGET_NODES] {
         let mut cluster = Cluster::start(&exe, work.path(), nodes, &secret_file, &secret).await?;
-        for &clients in &args.clients {
-            cluster.check_running()?;
-            progress(format_args!(
-                "{nodes} node(s), {clients} client(s) for {} s",
-                args.duration_s
-            ));
-            let measured = drive(&cluster.writer, clients, duration).await?;
-            rows.push(Row::new(
-                Setup::Cluster { nodes },
-                clients,
-                measured,
-                Some(raw_rate),
-            ));
+        let ipam = if nodes == IPAM_NODES {
+            Some(cluster.prepare_ipam(args.clients.len()).await?)
+        } else {
+            None
+        };
+        for (round, &clients) in args.clients.iter().enumerate() {
+            let notes = Workload::Notes;
+            let allocations = ipam.as_ref().map(|plan| plan.round(round));
+            // Writes and allocations back to back, alternating which goes
+            // first so that neither always runs on the fresher cluster.
+            let mut order: Vec<&Workload> = [Some(&notes), allocations.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            let mut measured_rows = Vec::with_capacity(order.len());
+            for workload in order {
+                cluster.check_running()?;
+                progress(format_args!(
+                    "{nodes} node(s), {clients} client(s), {} for {} s",
+                    workload.name(),
+                    args.duration_s
+                ));
+                let measured = drive(&cluster.writer, clients, duration, workload).await?;
+                let mut row = Row::new(workload.setup(nodes), clients, measured, Some(raw_rate));
+                row.address_share_used_up = workload.used_up();
+                measured_rows.push(row);
+            }
+            // Writes first in the report whichever ran first.
+            measured_rows.sort_by_key(|row| matches!(row.setup, Setup::Allocations { .. }));
+            rows.extend(measured_rows);
         }
         // Kill this cluster before the next one starts, so that they never
         // share the CPUs or the disk.
@@ -337,27 +403,158 @@ fn sample_log_entry() -> Result<Vec<u8>, Error> {
     bincode::serialize(&entry).map_err(|e| Error::Storage(format!("encode a log entry: {e}")))
 }
 
-/// `clients` tasks, each writing notes one after the other through `writer`
-/// until `duration` has passed. The clock stops when the last write in
-/// flight has been answered, so every counted write is inside the time.
-async fn drive(writer: &ApiClient, clients: usize, duration: Duration) -> Result<Measured, Error> {
-    let body = NoteBody {
-        text: NOTE_TEXT.into(),
-        request_id: None,
-    };
+/// What the clients of one measurement do.
+#[derive(Clone)]
+enum Workload {
+    /// `POST /v1/notes`, the raw write.
+    Notes,
+    /// `POST /v1/ipam/allocations` for fresh container ids.
+    Allocations(Arc<AllocationRound>),
+}
+
+/// One request, built before its clock starts.
+enum Op {
+    Note(NoteBody),
+    Allocate(AllocateBody),
+}
+
+impl Workload {
+    fn name(&self) -> &'static str {
+        match self {
+            Workload::Notes => "note writes",
+            Workload::Allocations(_) => "IPAM allocations",
+        }
+    }
+
+    fn setup(&self, nodes: usize) -> Setup {
+        match self {
+            Workload::Notes => Setup::Cluster { nodes },
+            Workload::Allocations(_) => Setup::Allocations { nodes },
+        }
+    }
+
+    /// The `n`th request of client `client`; `None` once the round's share
+    /// of addresses is handed out.
+    fn next(&self, client: usize, n: u64) -> Option<Op> {
+        match self {
+            Workload::Notes => Some(Op::Note(NoteBody {
+                text: NOTE_TEXT.into(),
+                request_id: None,
+            })),
+            Workload::Allocations(round) => round.next(client, n).map(Op::Allocate),
+        }
+    }
+
+    /// Whether the clients stopped because the address share ran out.
+    fn used_up(&self) -> bool {
+        match self {
+            Workload::Notes => false,
+            Workload::Allocations(round) => round.used_up(),
+        }
+    }
+}
+
+/// What allocations may use: the cluster's hosts and the bench tenants, and
+/// how many addresses each client-count round may take.
+struct IpamPlan {
+    hosts: Arc<[String]>,
+    /// Allocations one round may make: its equal share of every block, less
+    /// the warm-up address, times the number of blocks.
+    per_round: u64,
+}
+
+impl IpamPlan {
+    fn round(&self, round: usize) -> Workload {
+        Workload::Allocations(Arc::new(AllocationRound {
+            round,
+            hosts: self.hosts.clone(),
+            issued: AtomicU64::new(0),
+            budget: self.per_round,
+        }))
+    }
+}
+
+/// The allocations of one client count.
+struct AllocationRound {
+    /// Index of the client count, part of every container id, so that no id
+    /// repeats across rounds.
+    round: usize,
+    hosts: Arc<[String]>,
+    /// Allocations handed to clients so far (may pass `budget` by the
+    /// attempts refused).
+    issued: AtomicU64,
+    budget: u64,
+}
+
+impl AllocationRound {
+    /// The next allocation: the k-th of the round goes to block k modulo
+    /// hosts x tenants, so every block gets the same share; the container id
+    /// `c{round}-{client}-{n}` is new, so each is a new address and a write.
+    fn next(&self, client: usize, n: u64) -> Option<AllocateBody> {
+        let k = self.issued.fetch_add(1, Ordering::Relaxed);
+        if k >= self.budget || self.hosts.is_empty() {
+            return None;
+        }
+        let blocks = (self.hosts.len() * BENCH_TENANTS.len()) as u64;
+        let block = (k % blocks) as usize;
+        Some(AllocateBody {
+            host: Some(self.hosts[block % self.hosts.len()].clone()),
+            tenant: BENCH_TENANTS[block / self.hosts.len()].to_string(),
+            segment: None,
+            container_id: format!("c{}-{client}-{n}", self.round),
+            ifname: BENCH_IFNAME.into(),
+            pod_namespace: None,
+            pod_name: None,
+            request_id: None,
+        })
+    }
+
+    fn used_up(&self) -> bool {
+        self.issued.load(Ordering::Relaxed) >= self.budget
+    }
+}
+
+/// `clients` tasks, each doing `workload`'s requests one after the other
+/// through `writer` until `duration` has passed (or an allocation round's
+/// addresses run out). The clock stops when the last request in flight has
+/// been answered, so every counted request is inside the time.
+async fn drive(
+    writer: &ApiClient,
+    clients: usize,
+    duration: Duration,
+    workload: &Workload,
+) -> Result<Measured, Error> {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = JoinSet::new();
-    for _ in 0..clients {
+    for client in 0..clients {
         let writer = writer.clone();
-        let body = body.clone();
+        let workload = workload.clone();
         tasks.spawn(async move {
             let mut tally = Tally::default();
-            // Bounded by the deadline; each write by WRITE_CALL_TIMEOUT.
+            // Bounded by the deadline and the address share; each request
+            // by WRITE_CALL_TIMEOUT.
+            let mut n: u64 = 0;
             while Instant::now() < deadline {
+                let Some(op) = workload.next(client, n) else {
+                    break;
+                };
+                // Never reused, even after an error: a repeated container id
+                // would get its address back without a write.
+                n += 1;
                 let sent = Instant::now();
-                match writer.post::<_, WriteResult>(PATH_NOTES, &body).await {
-                    Ok(_) => tally.latencies.push(sent.elapsed()),
+                let result: Result<(), CallError> = match &op {
+                    Op::Note(body) => writer
+                        .post::<_, WriteResult>(PATH_NOTES, body)
+                        .await
+                        .map(drop),
+                    Op::Allocate(body) => writer
+                        .post::<_, AllocationView>(PATH_ALLOCATIONS, body)
+                        .await
+                        .map(drop),
+                };
+                match result {
+                    Ok(()) => tally.latencies.push(sent.elapsed()),
                     Err(e) => {
                         tally.error(e.to_string());
                         tokio::time::sleep(ERROR_BACKOFF).await;
@@ -424,7 +621,17 @@ impl NodeProcess {
             .arg("--cluster-secret-file")
             .arg(secret_file)
             .arg("--voters")
-            .arg(voters.to_string());
+            .arg(voters.to_string())
+            .arg("--cidr")
+            .arg(BENCH_CIDR)
+            .arg("--host-bits")
+            .arg(BENCH_HOST_BITS.to_string())
+            .arg("--tenant-bits")
+            .arg(BENCH_TENANT_BITS.to_string())
+            .arg("--segment-bits")
+            .arg(BENCH_SEGMENT_BITS.to_string())
+            .arg("--endpoint-bits")
+            .arg(BENCH_ENDPOINT_BITS.to_string());
         if let Some(member) = join {
             command.arg("--join").arg(member);
         }
@@ -491,6 +698,8 @@ struct Cluster {
     nodes: Vec<NodeProcess>,
     /// Pooled client for the leader's TCP API, shared by all bench clients.
     writer: ApiClient,
+    /// Names of the registered hosts, by host number.
+    hosts: Vec<String>,
 }
 
 impl Cluster {
@@ -514,6 +723,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: Vec::with_capacity(size),
             writer: ApiClient::new(Endpoint::Tcp(first.clone()), Some(secret.clone())),
+            hosts: Vec::new(),
         };
         cluster.nodes.push(NodeProcess::spawn(
             exe,
@@ -531,9 +741,11 @@ impl Cluster {
         cluster
             .wait_for(
                 &watcher,
+                PATH_STATUS,
                 FIRST_LEADER_TIMEOUT,
                 "node bench-1 to lead",
-                |s| s.role == "leader" && s.cluster.is_some(),
+                |s: &StatusView| s.role == "leader" && s.cluster.is_some(),
+                describe,
             )
             .await?;
         for (i, address) in addresses.iter().enumerate().skip(1) {
@@ -551,15 +763,33 @@ impl Cluster {
         let status = cluster
             .wait_for(
                 &watcher,
+                PATH_STATUS,
                 FORMATION_TIMEOUT,
                 &format!("{size} voters and a leader"),
-                |s| {
+                |s: &StatusView| {
                     s.members.len() == size
                         && s.members.iter().all(|m| m.role == "voter")
                         && s.leader.is_some()
                 },
+                describe,
             )
             .await?;
+        // The leader registers each member as a host shortly after it joins;
+        // allocations name hosts, so wait for all of them.
+        let hosts = cluster
+            .wait_for(
+                &watcher,
+                PATH_HOSTS,
+                FORMATION_TIMEOUT,
+                &format!("{size} registered hosts"),
+                |hosts: &Vec<HostView>| hosts.len() == size,
+                |hosts: &Vec<HostView>| {
+                    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+                    format!("hosts [{}]", names.join(", "))
+                },
+            )
+            .await?;
+        cluster.hosts = hosts.into_iter().map(|h| h.name).collect();
         let leader = status
             .leader
             .as_deref()
@@ -585,27 +815,92 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Creates the bench tenants and makes one allocation (a broken IPAM
+    /// path fails here with its own message), and checks that the cluster
+    /// took the bench's address layout. `rounds`: how many client counts
+    /// will share the addresses.
+    async fn prepare_ipam(&mut self, rounds: usize) -> Result<IpamPlan, Error> {
+        self.check_running()?;
+        for tenant in BENCH_TENANTS {
+            let body = NameBody {
+                name: tenant.to_string(),
+                request_id: None,
+            };
+            self.writer
+                .post::<_, WriteResult>(PATH_TENANTS, &body)
+                .await
+                .map_err(|e| Error::Api(format!("cannot create tenant {tenant}: {e}")))?;
+        }
+        let layout: LayoutView = self
+            .writer
+            .get(PATH_LAYOUT)
+            .await
+            .map_err(|e| Error::Api(format!("cannot read the address layout: {e}")))?;
+        if layout.endpoint_bits != BENCH_ENDPOINT_BITS {
+            return Err(Error::Api(format!(
+                "the cluster has {} endpoint bits, not the {BENCH_ENDPOINT_BITS} the bench asked for",
+                layout.endpoint_bits
+            )));
+        }
+        let first_host = self
+            .hosts
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Api("the cluster has no hosts".into()))?;
+        let warmup = AllocateBody {
+            host: Some(first_host),
+            tenant: BENCH_TENANTS[0].to_string(),
+            segment: None,
+            container_id: WARMUP_CONTAINER_ID.into(),
+            ifname: BENCH_IFNAME.into(),
+            pod_namespace: None,
+            pod_name: None,
+            request_id: None,
+        };
+        self.writer
+            .post::<_, AllocationView>(PATH_ALLOCATIONS, &warmup)
+            .await
+            .map_err(|e| Error::Api(format!("the first allocation failed: {e}")))?;
+        // Each round gets the same whole number of addresses in every block;
+        // the warm-up took one address of one block.
+        let rounds = u64::try_from(rounds.max(1)).unwrap_or(u64::MAX);
+        let per_block = u64::from(layout.pods_per_block).saturating_sub(1) / rounds;
+        let blocks = u64::try_from(self.hosts.len() * BENCH_TENANTS.len()).unwrap_or(0);
+        if per_block == 0 {
+            return Err(Error::Api(format!(
+                "blocks of {} addresses leave none for {rounds} rounds of allocations",
+                layout.pods_per_block
+            )));
+        }
+        Ok(IpamPlan {
+            hosts: self.hosts.clone().into(),
+            per_round: per_block * blocks,
+        })
+    }
+
     fn check_running(&mut self) -> Result<(), Error> {
         self.nodes
             .iter_mut()
             .try_for_each(NodeProcess::check_running)
     }
 
-    /// Polls `watcher`'s status until `done` holds, a node dies, or `timeout`
-    /// passes.
-    async fn wait_for(
+    /// Polls `path` on `watcher` until `done` holds for its answer, a node
+    /// dies, or `timeout` passes; `show` describes the last answer seen.
+    async fn wait_for<T: DeserializeOwned>(
         &mut self,
         watcher: &ApiClient,
+        path: &str,
         timeout: Duration,
         what: &str,
-        done: impl Fn(&StatusView) -> bool,
-    ) -> Result<StatusView, Error> {
+        done: impl Fn(&T) -> bool,
+        show: impl Fn(&T) -> String,
+    ) -> Result<T, Error> {
         let deadline = Instant::now() + timeout;
         loop {
             self.check_running()?;
-            let last_seen = match watcher.get::<StatusView>(PATH_STATUS).await {
-                Ok(status) if done(&status) => return Ok(status),
-                Ok(status) => describe(&status),
+            let last_seen = match watcher.get::<T>(path).await {
+                Ok(answer) if done(&answer) => return Ok(answer),
+                Ok(answer) => show(&answer),
                 Err(e) => e.to_string(),
             };
             if Instant::now() >= deadline {
@@ -657,11 +952,18 @@ fn free_addresses(count: usize) -> Result<Vec<String>, Error> {
 }
 
 /// What was measured.
-#[derive(Serialize, Debug, Clone, Copy)]
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Setup {
     SledRaw,
-    Cluster { nodes: usize },
+    /// Note writes on a cluster of `nodes`.
+    Cluster {
+        nodes: usize,
+    },
+    /// IPAM allocations on a cluster of `nodes`.
+    Allocations {
+        nodes: usize,
+    },
 }
 
 impl std::fmt::Display for Setup {
@@ -670,6 +972,8 @@ impl std::fmt::Display for Setup {
             Setup::SledRaw => f.write_str("sled raw insert+flush"),
             Setup::Cluster { nodes: 1 } => f.write_str("1 node"),
             Setup::Cluster { nodes } => write!(f, "{nodes} nodes"),
+            Setup::Allocations { nodes: 1 } => f.write_str("1 node, IPAM"),
+            Setup::Allocations { nodes } => write!(f, "{nodes} nodes, IPAM"),
         }
     }
 }
@@ -679,16 +983,20 @@ impl std::fmt::Display for Setup {
 struct Row {
     setup: Setup,
     clients: usize,
-    /// Successful operations (commits, or raw appends).
+    /// Successful operations (commits, allocations, or raw appends).
     ops: u64,
     errors: u64,
     elapsed_s: f64,
-    /// `ops / elapsed_s`: commits/s, or appends/s for the raw row.
+    /// `ops / elapsed_s`: commits/s, allocations/s, or appends/s for the raw
+    /// row.
     per_s: f64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     /// `per_s` over the raw sled insert+flush rate.
     vs_sled_flush: Option<f64>,
+    /// The clients stopped before the time was up because this round's
+    /// share of addresses was handed out (allocations only).
+    address_share_used_up: bool,
     error_samples: Vec<String>,
 }
 
@@ -720,6 +1028,7 @@ impl Row {
             p50_ms: percentile_ms(&tally.latencies, 0.50),
             p99_ms: percentile_ms(&tally.latencies, 0.99),
             vs_sled_flush,
+            address_share_used_up: false,
             error_samples: tally.error_samples,
         }
     }
@@ -735,6 +1044,65 @@ fn percentile_ms(sorted: &[Duration], fraction: f64) -> Option<f64> {
     Some(sorted[index].as_secs_f64() * 1000.0)
 }
 
+/// `numerator / denominator`, if both are known and the denominator is
+/// positive.
+fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
+    match (numerator, denominator) {
+        (Some(n), Some(d)) if d > 0.0 => Some(n / d),
+        _ => None,
+    }
+}
+
+/// Allocations next to note writes on the same cluster and client count.
+#[derive(Serialize, Debug)]
+struct IpamComparison {
+    nodes: usize,
+    clients: usize,
+    commits_per_s: f64,
+    allocations_per_s: f64,
+    /// `commits_per_s / allocations_per_s - 1`: what an allocation costs
+    /// over a raw write (0.1 = 10 %); `None` if no allocation succeeded.
+    overhead: Option<f64>,
+    commit_p50_ms: Option<f64>,
+    allocation_p50_ms: Option<f64>,
+    commit_p99_ms: Option<f64>,
+    allocation_p99_ms: Option<f64>,
+    /// `allocation_p99_ms / commit_p99_ms`.
+    p99_ratio: Option<f64>,
+    /// Failed writes plus failed allocations.
+    errors: u64,
+}
+
+impl IpamComparison {
+    /// One per allocation row that has a note-write row for the same
+    /// cluster size and client count.
+    fn from_rows(rows: &[Row]) -> Vec<Self> {
+        rows.iter()
+            .filter_map(|allocations| {
+                let Setup::Allocations { nodes } = allocations.setup else {
+                    return None;
+                };
+                let writes = rows.iter().find(|row| {
+                    row.setup == Setup::Cluster { nodes } && row.clients == allocations.clients
+                })?;
+                Some(IpamComparison {
+                    nodes,
+                    clients: allocations.clients,
+                    commits_per_s: writes.per_s,
+                    allocations_per_s: allocations.per_s,
+                    overhead: ratio(Some(writes.per_s), Some(allocations.per_s)).map(|r| r - 1.0),
+                    commit_p50_ms: writes.p50_ms,
+                    allocation_p50_ms: allocations.p50_ms,
+                    commit_p99_ms: writes.p99_ms,
+                    allocation_p99_ms: allocations.p99_ms,
+                    p99_ratio: ratio(allocations.p99_ms, writes.p99_ms),
+                    errors: writes.errors + allocations.errors,
+                })
+            })
+            .collect()
+    }
+}
+
 /// The target and whether the run met it.
 #[derive(Serialize, Debug)]
 struct Target {
@@ -746,11 +1114,25 @@ struct Target {
     met: Option<bool>,
 }
 
+/// The IPAM target and whether the run met it.
+#[derive(Serialize, Debug)]
+struct IpamTarget {
+    clients: usize,
+    nodes: usize,
+    /// Most overhead allowed over a raw write (0.1 = 10 %).
+    max_overhead: f64,
+    min_allocations_per_s: f64,
+    /// `None` when the run did not measure that setup.
+    met: Option<bool>,
+}
+
 #[derive(Serialize, Debug)]
 struct Report {
     duration_s: u64,
     rows: Vec<Row>,
+    ipam: Vec<IpamComparison>,
     target: Target,
+    ipam_target: IpamTarget,
 }
 
 impl Report {
@@ -758,15 +1140,29 @@ impl Report {
         let met = rows.iter().find(|row| Self::is_target_row(row)).map(|row| {
             row.per_s >= TARGET_COMMITS_PER_S && row.p99_ms.is_some_and(|p99| p99 < TARGET_P99_MS)
         });
+        let ipam = IpamComparison::from_rows(&rows);
+        let ipam_met = ipam.iter().find(|c| Self::is_ipam_target(c)).map(|c| {
+            c.allocations_per_s >= TARGET_ALLOCATIONS_PER_S
+                && c.overhead
+                    .is_some_and(|overhead| overhead <= TARGET_IPAM_MAX_OVERHEAD)
+        });
         Report {
             duration_s,
             rows,
+            ipam,
             target: Target {
                 clients: TARGET_CLIENTS,
                 nodes: TARGET_NODES,
                 min_commits_per_s: TARGET_COMMITS_PER_S,
                 max_p99_ms: TARGET_P99_MS,
                 met,
+            },
+            ipam_target: IpamTarget {
+                clients: TARGET_CLIENTS,
+                nodes: IPAM_NODES,
+                max_overhead: TARGET_IPAM_MAX_OVERHEAD,
+                min_allocations_per_s: TARGET_ALLOCATIONS_PER_S,
+                met: ipam_met,
             },
         }
     }
@@ -776,8 +1172,16 @@ impl Report {
             && row.clients == TARGET_CLIENTS
     }
 
+    fn is_ipam_target(comparison: &IpamComparison) -> bool {
+        comparison.nodes == IPAM_NODES && comparison.clients == TARGET_CLIENTS
+    }
+
     fn table(&self) -> String {
         let ms = |value: Option<f64>| value.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
+        let times = |value: Option<f64>| value.map_or_else(|| "-".into(), |r| format!("{r:.2}x"));
+        let percent = |value: Option<f64>| {
+            value.map_or_else(|| "-".into(), |o| format!("{:+.1}%", o * 100.0))
+        };
         let rows: Vec<Vec<String>> = self
             .rows
             .iter()
@@ -785,24 +1189,27 @@ impl Report {
                 vec![
                     row.setup.to_string(),
                     row.clients.to_string(),
-                    format!("{:.0}", row.per_s),
+                    format!(
+                        "{:.0}{}",
+                        row.per_s,
+                        if row.address_share_used_up { "*" } else { "" }
+                    ),
                     ms(row.p50_ms),
                     ms(row.p99_ms),
                     row.errors.to_string(),
-                    row.vs_sled_flush
-                        .map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
+                    times(row.vs_sled_flush),
                 ]
             })
             .collect();
         let mut text = format!(
-            "{} s per measurement; the sled row counts raw appends, the others commits\n\n",
+            "{} s per measurement; OPS/S counts raw appends in the sled row, allocations in the IPAM rows, note commits in the others\n\n",
             self.duration_s
         );
         text.push_str(&table(
             &[
                 "SETUP",
                 "CLIENTS",
-                "COMMITS/S",
+                "OPS/S",
                 "P50 MS",
                 "P99 MS",
                 "ERRORS",
@@ -810,6 +1217,49 @@ impl Report {
             ],
             &rows,
         ));
+        if self.rows.iter().any(|row| row.address_share_used_up) {
+            text.push_str(
+                "* stopped before its time: the round's share of the blocks' addresses was used up\n",
+            );
+        }
+        if !self.ipam.is_empty() {
+            let comparisons: Vec<Vec<String>> = self
+                .ipam
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.nodes.to_string(),
+                        c.clients.to_string(),
+                        format!("{:.0}", c.commits_per_s),
+                        format!("{:.0}", c.allocations_per_s),
+                        percent(c.overhead),
+                        ms(c.commit_p50_ms),
+                        ms(c.allocation_p50_ms),
+                        ms(c.commit_p99_ms),
+                        ms(c.allocation_p99_ms),
+                        times(c.p99_ratio),
+                    ]
+                })
+                .collect();
+            text.push_str(
+                "\nIPAM over a raw write (OVERHEAD = commits/s / allocations/s - 1; P99 RATIO = alloc p99 / write p99):\n",
+            );
+            text.push_str(&table(
+                &[
+                    "NODES",
+                    "CLIENTS",
+                    "WRITES/S",
+                    "ALLOCS/S",
+                    "OVERHEAD",
+                    "WRITE P50",
+                    "ALLOC P50",
+                    "WRITE P99",
+                    "ALLOC P99",
+                    "P99 RATIO",
+                ],
+                &comparisons,
+            ));
+        }
         for row in self.rows.iter().filter(|row| !row.error_samples.is_empty()) {
             text.push_str(&format!(
                 "\nerrors with {}, {} client(s):\n",
@@ -819,6 +1269,14 @@ impl Report {
                 text.push_str(&format!("  {sample}\n"));
             }
         }
+        let errors = |count: u64| {
+            if count > 0 {
+                format!(", {count} errors")
+            } else {
+                String::new()
+            }
+        };
+        let not_measured = || format!("not measured (--clients does not include {TARGET_CLIENTS})");
         let target = &self.target;
         let verdict = match (
             target.met,
@@ -829,17 +1287,38 @@ impl Report {
                 if met { "met" } else { "NOT met" },
                 row.per_s,
                 ms(row.p99_ms),
-                if row.errors > 0 {
-                    format!(", {} errors", row.errors)
-                } else {
-                    String::new()
-                }
+                errors(row.errors)
             ),
-            _ => format!("not measured (--clients does not include {TARGET_CLIENTS})"),
+            _ => not_measured(),
         };
         text.push_str(&format!(
             "\ntarget: {} clients on {} nodes, >= {:.0} commits/s with p99 < {} ms: {verdict}\n",
             target.clients, target.nodes, target.min_commits_per_s, target.max_p99_ms
+        ));
+        let ipam_target = &self.ipam_target;
+        let ipam_verdict = match (
+            ipam_target.met,
+            self.ipam.iter().find(|c| Self::is_ipam_target(c)),
+        ) {
+            (Some(met), Some(c)) => format!(
+                "{} ({:.0} allocations/s vs {:.0} commits/s: overhead {}, p99 {} vs {} ms = {}{})",
+                if met { "met" } else { "NOT met" },
+                c.allocations_per_s,
+                c.commits_per_s,
+                percent(c.overhead),
+                ms(c.allocation_p99_ms),
+                ms(c.commit_p99_ms),
+                times(c.p99_ratio),
+                errors(c.errors)
+            ),
+            _ => not_measured(),
+        };
+        text.push_str(&format!(
+            "ipam target: {} clients on {} nodes, IPAM costs at most {:.0}% over a raw write and reaches >= {:.0} allocations/s: {ipam_verdict}\n",
+            ipam_target.clients,
+            ipam_target.nodes,
+            ipam_target.max_overhead * 100.0,
+            ipam_target.min_allocations_per_s
         ));
         text
     }
@@ -858,10 +1337,9 @@ mod tests {
         assert_eq!(percentile_ms(&[], 0.5), None);
     }
 
-    #[test]
-    fn the_target_is_judged_on_three_nodes_with_64_clients() {
-        let row = |nodes, clients, per_s, p99| Row {
-            setup: Setup::Cluster { nodes },
+    fn row(setup: Setup, clients: usize, per_s: f64, p99: f64) -> Row {
+        Row {
+            setup,
             clients,
             ops: 0,
             errors: 0,
@@ -870,14 +1348,111 @@ mod tests {
             p50_ms: Some(1.0),
             p99_ms: Some(p99),
             vs_sled_flush: None,
+            address_share_used_up: false,
             error_samples: Vec::new(),
-        };
-        let met = Report::new(1, vec![row(1, 64, 1.0, 99.0), row(3, 64, 12_000.0, 9.0)]);
+        }
+    }
+
+    #[test]
+    fn the_target_is_judged_on_three_nodes_with_64_clients() {
+        let writes =
+            |nodes, clients, per_s, p99| row(Setup::Cluster { nodes }, clients, per_s, p99);
+        let met = Report::new(
+            1,
+            vec![writes(1, 64, 1.0, 99.0), writes(3, 64, 12_000.0, 9.0)],
+        );
         assert_eq!(met.target.met, Some(true));
-        let slow = Report::new(1, vec![row(3, 64, 12_000.0, 11.0)]);
+        let slow = Report::new(1, vec![writes(3, 64, 12_000.0, 11.0)]);
         assert_eq!(slow.target.met, Some(false));
-        let absent = Report::new(1, vec![row(3, 16, 12_000.0, 1.0)]);
+        let absent = Report::new(1, vec![writes(3, 16, 12_000.0, 1.0)]);
         assert_eq!(absent.target.met, None);
         assert!(absent.table().contains("not measured"));
+    }
+
+    #[test]
+    fn ipam_overhead_compares_the_same_cluster_and_client_count() {
+        let writes = |clients, per_s, p99| row(Setup::Cluster { nodes: 3 }, clients, per_s, p99);
+        let allocs =
+            |clients, per_s, p99| row(Setup::Allocations { nodes: 3 }, clients, per_s, p99);
+        let report = Report::new(
+            1,
+            vec![
+                row(Setup::Cluster { nodes: 1 }, 64, 1.0, 1.0),
+                writes(16, 4_000.0, 2.0),
+                allocs(16, 2_000.0, 3.0),
+                writes(64, 10_800.0, 4.0),
+                allocs(64, 10_000.0, 6.0),
+            ],
+        );
+        assert_eq!(report.ipam.len(), 2);
+        let at_16 = &report.ipam[0];
+        assert_eq!((at_16.nodes, at_16.clients), (3, 16));
+        assert_eq!(at_16.overhead, Some(1.0));
+        assert_eq!(at_16.p99_ratio, Some(1.5));
+        let at_64 = &report.ipam[1];
+        assert!((at_64.overhead.unwrap() - 0.08).abs() < 1e-9);
+        assert_eq!(report.ipam_target.met, Some(true));
+        let table = report.table();
+        assert!(table.contains("+100.0%"), "{table}");
+        assert!(
+            table.contains("ipam target: 64 clients on 3 nodes"),
+            "{table}"
+        );
+
+        let costly = Report::new(1, vec![writes(64, 12_000.0, 4.0), allocs(64, 9_000.0, 6.0)]);
+        assert_eq!(costly.ipam_target.met, Some(false));
+        let slow = Report::new(1, vec![writes(64, 4_000.0, 4.0), allocs(64, 4_000.0, 4.0)]);
+        assert_eq!(slow.ipam_target.met, Some(false));
+        let failed = Report::new(1, vec![writes(64, 4_000.0, 4.0), allocs(64, 0.0, 4.0)]);
+        assert_eq!(failed.ipam[0].overhead, None);
+        assert_eq!(failed.ipam_target.met, Some(false));
+        let absent = Report::new(1, vec![writes(16, 4_000.0, 4.0), allocs(16, 4_000.0, 4.0)]);
+        assert_eq!(absent.ipam_target.met, None);
+    }
+
+    #[test]
+    fn allocation_rounds_spread_fresh_ids_evenly_and_stop_at_their_share() {
+        let hosts: Arc<[String]> = vec!["h1".to_string(), "h2".into(), "h3".into()].into();
+        let blocks = hosts.len() * BENCH_TENANTS.len();
+        let plan = IpamPlan {
+            hosts,
+            per_round: 2 * blocks as u64,
+        };
+        let Workload::Allocations(round) = plan.round(1) else {
+            panic!("not an allocation round");
+        };
+        let mut per_block = std::collections::BTreeMap::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for n in 0..(2 * blocks as u64) {
+            let body = round.next((n % 4) as usize, n).expect("within the share");
+            *per_block
+                .entry((body.host.unwrap(), body.tenant))
+                .or_insert(0) += 1;
+            assert!(
+                ids.insert(body.container_id.clone()),
+                "{}",
+                body.container_id
+            );
+            assert!(body.container_id.starts_with("c1-"));
+        }
+        assert_eq!(per_block.len(), blocks);
+        assert!(per_block.values().all(|&count| count == 2));
+        assert!(round.used_up());
+        assert!(round.next(0, 99).is_none());
+    }
+
+    #[test]
+    fn the_bench_layout_is_valid_and_roomy() {
+        let layout = raft_store::layout::AddressLayout::new(
+            BENCH_CIDR,
+            BENCH_HOST_BITS,
+            BENCH_TENANT_BITS,
+            BENCH_SEGMENT_BITS,
+            BENCH_ENDPOINT_BITS,
+        )
+        .expect("valid bench layout");
+        assert!(layout.usable_endpoints() >= 65_000);
+        assert!(layout.max_hosts() as usize >= TARGET_NODES);
+        assert!(layout.max_tenants() as usize >= BENCH_TENANTS.len());
     }
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use raft_store::entry::validate_node_name;
+use raft_store::layout::AddressLayout;
 use raft_store::state::MAX_VOTERS_TARGET;
+use raft_store::topology::validate_node_address;
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -59,6 +61,23 @@ pub struct RunArgs {
     /// [default: 3].
     #[arg(long)]
     pub voters: Option<u8>,
+    /// Pod address range of a new cluster [default: 10.0.0.0/8]. This and
+    /// the four widths below are used only when this node creates the
+    /// cluster; they must sum to 32 minus the prefix length.
+    #[arg(long)]
+    pub cidr: Option<String>,
+    /// Host bits of the address layout [default: 8].
+    #[arg(long)]
+    pub host_bits: Option<u8>,
+    /// Tenant bits of the address layout [default: 4].
+    #[arg(long)]
+    pub tenant_bits: Option<u8>,
+    /// Segment bits of the address layout [default: 4].
+    #[arg(long)]
+    pub segment_bits: Option<u8>,
+    /// Endpoint bits of the address layout [default: 8].
+    #[arg(long)]
+    pub endpoint_bits: Option<u8>,
     /// Log format: text or json [default: text].
     #[arg(long)]
     pub log_format: Option<LogFormat>,
@@ -102,6 +121,11 @@ pub struct NodeConfig {
     pub api_socket: PathBuf,
     pub cluster_secret_file: Option<PathBuf>,
     pub voters: u8,
+    /// The address layout this node would create a cluster with.
+    pub layout: AddressLayout,
+    /// Whether any layout flag was given (a joining or resuming node warns
+    /// when they differ from the cluster's).
+    pub layout_explicit: bool,
     pub log_format: LogFormat,
     pub snapshot_logs: u64,
     pub purge_keep_logs: u64,
@@ -148,7 +172,39 @@ impl RunArgs {
             Some(advertise) => advertise,
             None => derive_advertise(listen)?,
         };
-        validate_host_port("--advertise", &advertise)?;
+        let layout_explicit = [&self.cidr, &file.cidr].iter().any(|v| v.is_some())
+            || [
+                self.host_bits,
+                file.host_bits,
+                self.tenant_bits,
+                file.tenant_bits,
+                self.segment_bits,
+                file.segment_bits,
+                self.endpoint_bits,
+                file.endpoint_bits,
+            ]
+            .iter()
+            .any(|v| v.is_some());
+        let defaults = AddressLayout::default();
+        let cidr = self.cidr.or(file.cidr).unwrap_or_else(|| defaults.cidr());
+        let layout = AddressLayout::new(
+            &cidr,
+            self.host_bits
+                .or(file.host_bits)
+                .unwrap_or(defaults.host_bits),
+            self.tenant_bits
+                .or(file.tenant_bits)
+                .unwrap_or(defaults.tenant_bits),
+            self.segment_bits
+                .or(file.segment_bits)
+                .unwrap_or(defaults.segment_bits),
+            self.endpoint_bits
+                .or(file.endpoint_bits)
+                .unwrap_or(defaults.endpoint_bits),
+        )
+        .map_err(|e| Error::Config(format!("address layout (--cidr and --*-bits): {e}")))?;
+        validate_node_address(&layout, &advertise)
+            .map_err(|e| Error::Config(format!("--advertise: {e}")))?;
         for member in &join {
             validate_host_port("--join", member)?;
         }
@@ -209,6 +265,8 @@ impl RunArgs {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_API_SOCKET)),
             cluster_secret_file: self.cluster_secret_file.or(file.cluster_secret_file),
             voters,
+            layout,
+            layout_explicit,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             snapshot_logs,
             purge_keep_logs: self

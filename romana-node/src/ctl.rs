@@ -13,7 +13,12 @@ use crate::api::{
 };
 use crate::config::DEFAULT_API_SOCKET;
 use crate::error::Error;
-use crate::http_client::{ApiClient, Endpoint};
+use crate::http_client::{ApiClient, CallError, Endpoint};
+use crate::ipam_api::{
+    AddressView, AllocateBody, AllocationView, HostView, LayoutView, NameBody, ReleaseBody,
+    SegmentView, TenantView, PATH_ADDRESSES, PATH_ALLOCATIONS, PATH_HOSTS, PATH_LAYOUT,
+    PATH_RELEASE, PATH_TENANTS,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "romanactl", version, about = "Operate a Romana cluster")]
@@ -57,6 +62,26 @@ pub enum CtlCommand {
         #[arg(long)]
         request_id: Option<String>,
     },
+    /// Hosts: number, owned prefix, underlay address.
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
+    },
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Segments of a tenant.
+    Segment {
+        #[command(subcommand)]
+        command: SegmentCommand,
+    },
+    /// Addresses.
+    Ipam {
+        #[command(subcommand)]
+        command: IpamCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,7 +89,76 @@ pub enum NodeCommand {
     /// List the nodes.
     List,
     /// Remove a node from the cluster (a voter is replaced by a learner).
-    Remove { name: String },
+    /// Refused while its host holds addresses, unless --force.
+    Remove {
+        name: String,
+        /// Release the host's addresses.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostCommand {
+    /// List the hosts.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant (with its `default` segment).
+    Create { name: String },
+    /// List tenants with their numbers and segments.
+    List,
+    /// Delete a tenant that holds no addresses.
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SegmentCommand {
+    /// Create a segment in a tenant.
+    Create { tenant: String, name: String },
+    /// List a tenant's segments.
+    List { tenant: String },
+    /// Delete a segment that holds no addresses.
+    Delete { tenant: String, name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IpamCommand {
+    /// List allocated addresses.
+    List {
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Decode an address into host, tenant, segment and endpoint, and say
+    /// who holds it.
+    Show { address: String },
+    /// Draw the bit layout of the addresses.
+    Layout,
+    /// Allocate an address by hand (what the CNI plugin does).
+    Allocate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        segment: Option<String>,
+        /// Default: the node answering.
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        container_id: String,
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+    },
+    /// Release the address of a container's interface.
+    Release {
+        #[arg(long)]
+        container_id: String,
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+    },
 }
 
 /// Runs one command; returns what to print on stdout.
@@ -86,7 +180,6 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
     if let Ok(user) = std::env::var("USER") {
         client = client.with_actor(&format!("romanactl:{user}"));
     }
-    let api = |e: crate::http_client::CallError| Error::Api(e.to_string());
     match cli.command {
         CtlCommand::Status => {
             let status: StatusView = client.get(PATH_STATUS).await.map_err(api)?;
@@ -99,16 +192,25 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
             render(cli.output, &nodes, |nodes| nodes_table(nodes))
         }
         CtlCommand::Node {
-            command: NodeCommand::Remove { name },
+            command: NodeCommand::Remove { name, force },
         } => {
             let result: WriteResult = client
-                .delete(&format!("{PATH_NODES}/{name}"))
+                .delete(&format!("{PATH_NODES}/{name}?force={force}"))
                 .await
                 .map_err(api)?;
             render(cli.output, &result, |r| {
-                format!("removed {name} (log index {})\n", r.index)
+                format!("removed {name}: {} (log index {})\n", r.outcome, r.index)
             })
         }
+        CtlCommand::Host {
+            command: HostCommand::List,
+        } => {
+            let hosts: Vec<HostView> = client.get(PATH_HOSTS).await.map_err(api)?;
+            render(cli.output, &hosts, |hosts| hosts_table(hosts))
+        }
+        CtlCommand::Tenant { command } => tenant_command(&client, cli.output, command).await,
+        CtlCommand::Segment { command } => segment_command(&client, cli.output, command).await,
+        CtlCommand::Ipam { command } => ipam_command(&client, cli.output, command).await,
         CtlCommand::Note { text, request_id } => {
             let result: WriteResult = client
                 .post(PATH_NOTES, &NoteBody { text, request_id })
@@ -119,6 +221,267 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
             })
         }
     }
+}
+
+fn api(e: CallError) -> Error {
+    Error::Api(e.to_string())
+}
+
+fn written(r: &WriteResult) -> String {
+    format!("{} (log index {})\n", r.outcome, r.index)
+}
+
+async fn tenant_command(
+    client: &ApiClient,
+    output: Output,
+    command: TenantCommand,
+) -> Result<String, Error> {
+    match command {
+        TenantCommand::Create { name } => {
+            let body = NameBody {
+                name,
+                request_id: None,
+            };
+            let result: WriteResult = client.post(PATH_TENANTS, &body).await.map_err(api)?;
+            render(output, &result, written)
+        }
+        TenantCommand::List => {
+            let tenants: Vec<TenantView> = client.get(PATH_TENANTS).await.map_err(api)?;
+            render(output, &tenants, |tenants| {
+                let rows: Vec<Vec<String>> = tenants
+                    .iter()
+                    .map(|t| {
+                        let segments: Vec<String> = t
+                            .segments
+                            .iter()
+                            .map(|s| format!("{}={}", s.name, s.number))
+                            .collect();
+                        vec![
+                            t.name.clone(),
+                            t.number.to_string(),
+                            t.match_mask.clone(),
+                            segments.join(","),
+                            t.allocations.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["TENANT", "NUMBER", "MATCH", "SEGMENTS", "ADDRESSES"],
+                    &rows,
+                )
+            })
+        }
+        TenantCommand::Delete { name } => {
+            let result: WriteResult = client
+                .delete(&format!("{PATH_TENANTS}/{name}"))
+                .await
+                .map_err(api)?;
+            render(output, &result, written)
+        }
+    }
+}
+
+async fn segment_command(
+    client: &ApiClient,
+    output: Output,
+    command: SegmentCommand,
+) -> Result<String, Error> {
+    match command {
+        SegmentCommand::Create { tenant, name } => {
+            let body = NameBody {
+                name,
+                request_id: None,
+            };
+            let result: WriteResult = client
+                .post(&format!("{PATH_TENANTS}/{tenant}/segments"), &body)
+                .await
+                .map_err(api)?;
+            render(output, &result, written)
+        }
+        SegmentCommand::List { tenant } => {
+            let segments: Vec<SegmentView> = client
+                .get(&format!("{PATH_TENANTS}/{tenant}/segments"))
+                .await
+                .map_err(api)?;
+            render(output, &segments, |segments| {
+                let rows: Vec<Vec<String>> = segments
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.name.clone(),
+                            s.number.to_string(),
+                            s.allocations.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["SEGMENT", "NUMBER", "ADDRESSES"], &rows)
+            })
+        }
+        SegmentCommand::Delete { tenant, name } => {
+            let result: WriteResult = client
+                .delete(&format!("{PATH_TENANTS}/{tenant}/segments/{name}"))
+                .await
+                .map_err(api)?;
+            render(output, &result, written)
+        }
+    }
+}
+
+async fn ipam_command(
+    client: &ApiClient,
+    output: Output,
+    command: IpamCommand,
+) -> Result<String, Error> {
+    match command {
+        IpamCommand::List { host, tenant } => {
+            let mut query = Vec::new();
+            if let Some(host) = host {
+                query.push(format!("host={host}"));
+            }
+            if let Some(tenant) = tenant {
+                query.push(format!("tenant={tenant}"));
+            }
+            let path = if query.is_empty() {
+                PATH_ALLOCATIONS.to_string()
+            } else {
+                format!("{PATH_ALLOCATIONS}?{}", query.join("&"))
+            };
+            let allocations: Vec<AllocationView> = client.get(&path).await.map_err(api)?;
+            render(output, &allocations, |allocations| {
+                allocations_table(allocations)
+            })
+        }
+        IpamCommand::Show { address } => {
+            let view: AddressView = client
+                .get(&format!("{PATH_ADDRESSES}/{address}"))
+                .await
+                .map_err(api)?;
+            render(output, &view, address_text)
+        }
+        IpamCommand::Layout => {
+            let layout: LayoutView = client.get(PATH_LAYOUT).await.map_err(api)?;
+            render(output, &layout, |l| l.drawing.clone())
+        }
+        IpamCommand::Allocate {
+            tenant,
+            segment,
+            host,
+            container_id,
+            ifname,
+        } => {
+            let body = AllocateBody {
+                host,
+                tenant,
+                segment,
+                container_id,
+                ifname,
+                pod_namespace: None,
+                pod_name: None,
+                request_id: None,
+            };
+            let view: AllocationView = client.post(PATH_ALLOCATIONS, &body).await.map_err(api)?;
+            render(output, &view, |v| format!("{}\n", v.address))
+        }
+        IpamCommand::Release {
+            container_id,
+            ifname,
+        } => {
+            let body = ReleaseBody {
+                container_id,
+                ifname,
+                request_id: None,
+            };
+            let result: WriteResult = client.post(PATH_RELEASE, &body).await.map_err(api)?;
+            render(output, &result, written)
+        }
+    }
+}
+
+fn hosts_table(hosts: &[HostView]) -> String {
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.name.clone(),
+                h.host_number.to_string(),
+                h.prefix.clone(),
+                h.underlay_ip.to_string(),
+                h.allocations.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["HOST", "NUMBER", "PREFIX", "UNDERLAY", "ADDRESSES"],
+        &rows,
+    )
+}
+
+fn allocations_table(allocations: &[AllocationView]) -> String {
+    let rows: Vec<Vec<String>> = allocations
+        .iter()
+        .map(|a| {
+            let pod = match (&a.pod_namespace, &a.pod_name) {
+                (Some(ns), Some(name)) => format!("{ns}/{name}"),
+                (None, Some(name)) => name.clone(),
+                _ => "-".into(),
+            };
+            vec![
+                a.address.to_string(),
+                a.host.clone(),
+                a.tenant.clone(),
+                a.segment.clone(),
+                format!("{}/{}", short(&a.container_id), a.ifname),
+                pod,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ADDRESS",
+            "HOST",
+            "TENANT",
+            "SEGMENT",
+            "CONTAINER/IF",
+            "POD",
+        ],
+        &rows,
+    )
+}
+
+/// The first 12 characters of a container id, as runtimes show them.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn address_text(view: &AddressView) -> String {
+    let name = |name: &Option<String>| name.clone().unwrap_or_else(|| "unused".into());
+    let mut text = format!(
+        "address   {}\nhost      {} ({})\ntenant    {} ({})\nsegment   {} ({})\nendpoint  {} ({})\n",
+        view.address,
+        view.host_number,
+        name(&view.host),
+        view.tenant_number,
+        if view.tenant_number == 0 { "the host's own".to_string() } else { name(&view.tenant) },
+        view.segment_number,
+        name(&view.segment),
+        view.endpoint,
+        view.kind,
+    );
+    match &view.allocation {
+        Some(a) => text.push_str(&format!(
+            "held by   {}/{}{} since log index {} ({})\n",
+            a.container_id,
+            a.ifname,
+            match (&a.pod_namespace, &a.pod_name) {
+                (Some(ns), Some(pod)) => format!(", pod {ns}/{pod}"),
+                _ => String::new(),
+            },
+            a.allocated_index,
+            a.actor
+        )),
+        None => text.push_str("held by   nobody\n"),
+    }
+    text
 }
 
 fn render<T: Serialize>(

@@ -32,6 +32,7 @@ pub mod config;
 pub mod ctl;
 pub mod error;
 pub mod http_client;
+pub mod ipam_api;
 pub mod node;
 
 /// Sets up `tracing` output: `RUST_LOG`-style filter (default `info`), text

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
-use raft_store::state::AppliedRequest;
+use raft_store::entry::validate_node_name;
+use raft_store::state::{AppliedRequest, Rejection};
 use raft_store::store::{
     open_stores_group_commit, KvBackend, SharedState, SledBackend, Tree, WriteOp,
 };
+use raft_store::topology::validate_node_address;
 use raft_store::transport::{ClusterSecret, PeerNetwork};
 use raft_store::{ClusterRequest, Command, NodeId, NodeInfo, Raft, RequestMeta};
 use tokio::net::{TcpListener, UnixListener};
@@ -243,7 +245,15 @@ impl Node {
         address: String,
     ) -> Result<AppliedRequest, ApiError> {
         {
+            // Check what `apply` would refuse before Raft's membership is
+            // touched: a learner whose registration is then rejected would
+            // be a member without a host record.
             let projection = self.shared.read();
+            let layout = projection.state.layout().ok_or_else(|| {
+                ApiError::Unavailable("the cluster is not initialised yet".into())
+            })?;
+            validate_node_name(&name).map_err(ApiError::BadRequest)?;
+            validate_node_address(layout, &address).map_err(ApiError::BadRequest)?;
             if let Some(record) = projection.state.nodes.get(&name) {
                 if record.node_id != node_id {
                     return Err(ApiError::Conflict(format!(
@@ -282,8 +292,25 @@ impl Node {
     pub async fn remove_member(
         &self,
         name: &str,
+        force: bool,
         actor: String,
     ) -> Result<AppliedRequest, ApiError> {
+        // Refuse before touching Raft's membership what `apply` would refuse.
+        let held = {
+            let projection = self.shared.read();
+            projection
+                .state
+                .allocations
+                .values()
+                .filter(|a| a.host == name)
+                .count()
+        };
+        if held > 0 && !force {
+            return Err(ApiError::from_rejection(&Rejection::HostHasAddresses {
+                name: name.to_string(),
+                count: held,
+            }));
+        }
         let (node_id, is_voter, voter_count) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();
@@ -323,6 +350,7 @@ impl Node {
         self.propose(
             Command::RemoveNode {
                 name: name.to_string(),
+                force,
             },
             actor,
             Some(format!("remove-{node_id}")),
@@ -661,16 +689,42 @@ async fn join(node: &Node, mut stop: watch::Receiver<bool>) -> Result<(), Error>
 ///   keeping the voter count odd.
 async fn controller(node: Node, mut stop: watch::Receiver<bool>) {
     let mut metrics_rx = node.raft.metrics();
+    let mut layout_checked = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
             _ = tokio::time::sleep(CONTROLLER_TICK) => {}
             _ = metrics_rx.changed() => {}
         }
+        if !layout_checked {
+            layout_checked = check_layout_flags(&node);
+        }
         if let Err(e) = control_once(&node).await {
             tracing::debug!(error = %e, "controller step");
         }
     }
+}
+
+/// Once the cluster's layout is known: warn if this node was given layout
+/// flags that differ from it (they only apply when creating a cluster).
+/// Returns whether the check could be made.
+fn check_layout_flags(node: &Node) -> bool {
+    let projection = node.shared.read();
+    let Some(layout) = projection.state.layout() else {
+        return false;
+    };
+    if node.config.layout_explicit && *layout != node.config.layout {
+        tracing::warn!(
+            cluster = %layout,
+            flags = %node.config.layout,
+            "ignoring this node's --cidr/--*-bits: the cluster's address layout was fixed when it was created and cannot change"
+        );
+    }
+    true
+}
+
+fn state_request_unseen(node: &Node, request_id: &str) -> bool {
+    node.shared.read().state.requests.get(request_id).is_none()
 }
 
 async fn control_once(node: &Node) -> Result<(), ApiError> {
@@ -687,9 +741,12 @@ async fn control_once(node: &Node) -> Result<(), ApiError> {
     let (initialised, voters_target, unrecorded) = {
         let projection = node.shared.read();
         let state = &projection.state;
+        // Members without a host record, whose registration has not been
+        // tried yet: a rejected one is not proposed again and again.
         let unrecorded: Vec<(NodeId, NodeInfo)> = membership
             .nodes()
             .filter(|(id, _)| state.node_by_id(**id).is_none())
+            .filter(|(id, _)| state.requests.get(&format!("register-{id}")).is_none())
             .map(|(id, info)| (*id, info.clone()))
             .collect();
         (
@@ -703,11 +760,12 @@ async fn control_once(node: &Node) -> Result<(), ApiError> {
         )
     };
     let actor = format!("node:{}", node.config.name);
-    if !initialised {
+    if !initialised && state_request_unseen(node, "init-cluster") {
         node.propose(
             Command::InitCluster {
                 cluster_name: "romana".into(),
                 voters_target: node.config.voters,
+                layout: node.config.layout,
             },
             actor.clone(),
             Some("init-cluster".into()),

@@ -1,0 +1,570 @@
+//! The topology and IPAM part of the node API: layout, hosts, tenants,
+//! segments, address allocation, release and garbage collection.
+//!
+//! Reads answer from this node's replica. Writes go through
+//! [`Node::propose`] (forwarded to the leader when needed) and answer once
+//! this node has applied them, so a read right after a write sees it.
+
+use std::net::Ipv4Addr;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use raft_store::entry::{AllocationRequest, ContainerInterface};
+use raft_store::layout::AddressLayout;
+use raft_store::state::{Allocation, ClusterState, Effect, Outcome};
+use raft_store::topology::DEFAULT_SEGMENT_NAME;
+use raft_store::Command;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{client_actor, parse_json, write_result, ApiError, Listener, WriteResult};
+use crate::node::{new_request_id, Node};
+
+pub const PATH_LAYOUT: &str = "/v1/layout";
+pub const PATH_HOSTS: &str = "/v1/hosts";
+pub const PATH_TENANTS: &str = "/v1/tenants";
+pub const PATH_ALLOCATIONS: &str = "/v1/ipam/allocations";
+pub const PATH_RELEASE: &str = "/v1/ipam/release";
+pub const PATH_GC: &str = "/v1/ipam/gc";
+pub const PATH_ADDRESSES: &str = "/v1/ipam/addresses";
+
+pub fn routes() -> Router<Node> {
+    Router::new()
+        .route(PATH_LAYOUT, get(layout))
+        .route(PATH_HOSTS, get(hosts))
+        .route(PATH_TENANTS, get(list_tenants).post(create_tenant))
+        .route("/v1/tenants/{tenant}", delete(delete_tenant))
+        .route(
+            "/v1/tenants/{tenant}/segments",
+            get(list_segments).post(create_segment),
+        )
+        .route(
+            "/v1/tenants/{tenant}/segments/{segment}",
+            delete(delete_segment),
+        )
+        .route(PATH_ALLOCATIONS, get(list_allocations).post(allocate))
+        .route(PATH_RELEASE, post(release))
+        .route(PATH_GC, post(garbage_collect))
+        .route("/v1/ipam/addresses/{address}", get(show_address))
+}
+
+fn cluster_layout(state: &ClusterState) -> Result<AddressLayout, ApiError> {
+    state
+        .layout()
+        .copied()
+        .ok_or_else(|| ApiError::Unavailable("the cluster is not initialised yet".into()))
+}
+
+/// Proposes `command` on behalf of the caller and reports it as a write.
+async fn write(
+    node: &Node,
+    listener: Listener,
+    headers: &HeaderMap,
+    command: Command,
+    request_id: Option<String>,
+) -> Result<Json<WriteResult>, ApiError> {
+    let request_id = request_id.unwrap_or_else(new_request_id);
+    let actor = client_actor(node, listener, headers);
+    let applied = node
+        .propose(command, actor, Some(request_id.clone()))
+        .await?;
+    write_result(request_id, applied)
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct LayoutView {
+    pub cidr: String,
+    pub host_bits: u8,
+    pub tenant_bits: u8,
+    pub segment_bits: u8,
+    pub endpoint_bits: u8,
+    pub max_hosts: u32,
+    pub max_tenants: u32,
+    pub segments_per_tenant: u32,
+    pub pods_per_block: u32,
+    /// The bit layout drawn in text.
+    pub drawing: String,
+}
+
+async fn layout(State(node): State<Node>) -> Result<Json<LayoutView>, ApiError> {
+    let layout = cluster_layout(&node.shared.read().state)?;
+    Ok(Json(LayoutView {
+        cidr: layout.cidr(),
+        host_bits: layout.host_bits,
+        tenant_bits: layout.tenant_bits,
+        segment_bits: layout.segment_bits,
+        endpoint_bits: layout.endpoint_bits,
+        max_hosts: layout.max_hosts(),
+        max_tenants: layout.max_tenants(),
+        segments_per_tenant: layout.max_segments_per_tenant(),
+        pods_per_block: layout.usable_endpoints(),
+        drawing: layout.draw(),
+    }))
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct HostView {
+    pub name: String,
+    pub host_number: u32,
+    /// The block of pod addresses the host owns.
+    pub prefix: String,
+    pub underlay_ip: Ipv4Addr,
+    pub address: String,
+    pub allocations: usize,
+}
+
+async fn hosts(State(node): State<Node>) -> Result<Json<Vec<HostView>>, ApiError> {
+    let projection = node.shared.read();
+    let state = &projection.state;
+    let layout = cluster_layout(state)?;
+    let mut views: Vec<HostView> = state
+        .nodes
+        .iter()
+        .map(|(name, record)| HostView {
+            name: name.clone(),
+            host_number: record.host_number,
+            prefix: layout.host_cidr(record.host_number),
+            underlay_ip: record.underlay_ip,
+            address: record.address.clone(),
+            allocations: state
+                .allocations
+                .values()
+                .filter(|a| &a.host == name)
+                .count(),
+        })
+        .collect();
+    views.sort_by_key(|h| h.host_number);
+    Ok(Json(views))
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct SegmentView {
+    pub name: String,
+    pub number: u32,
+    pub allocations: usize,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct TenantView {
+    pub name: String,
+    pub number: u32,
+    /// `ADDRESS/MASK` matching every address of the tenant on every host.
+    pub match_mask: String,
+    pub segments: Vec<SegmentView>,
+    pub allocations: usize,
+}
+
+fn tenant_views(state: &ClusterState, only: Option<&str>) -> Result<Vec<TenantView>, ApiError> {
+    let layout = cluster_layout(state)?;
+    let views = state
+        .tenants
+        .iter()
+        .filter(|(name, _)| only.is_none_or(|only| only == name.as_str()))
+        .map(|(name, tenant)| {
+            let base = layout.address(raft_store::layout::AddressParts {
+                host: 0,
+                tenant: tenant.number,
+                segment: 0,
+                endpoint: 0,
+            });
+            let mut segments: Vec<SegmentView> = tenant
+                .segments
+                .iter()
+                .map(|(segment, record)| SegmentView {
+                    name: segment.clone(),
+                    number: record.number,
+                    allocations: state
+                        .allocations
+                        .values()
+                        .filter(|a| &a.tenant == name && &a.segment == segment)
+                        .count(),
+                })
+                .collect();
+            segments.sort_by_key(|s| s.number);
+            TenantView {
+                name: name.clone(),
+                number: tenant.number,
+                match_mask: format!("{base}/{}", layout.tenant_mask(false)),
+                segments,
+                allocations: state
+                    .allocations
+                    .values()
+                    .filter(|a| &a.tenant == name)
+                    .count(),
+            }
+        })
+        .collect();
+    Ok(views)
+}
+
+async fn list_tenants(State(node): State<Node>) -> Result<Json<Vec<TenantView>>, ApiError> {
+    tenant_views(&node.shared.read().state, None).map(Json)
+}
+
+/// Body of the create requests.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct NameBody {
+    pub name: String,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+async fn create_tenant(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WriteResult>, ApiError> {
+    let body: NameBody = parse_json(&body)?;
+    write(
+        &node,
+        listener,
+        &headers,
+        Command::CreateTenant { name: body.name },
+        body.request_id,
+    )
+    .await
+}
+
+async fn delete_tenant(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Result<Json<WriteResult>, ApiError> {
+    write(
+        &node,
+        listener,
+        &headers,
+        Command::DeleteTenant { name: tenant },
+        None,
+    )
+    .await
+}
+
+async fn list_segments(
+    State(node): State<Node>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Vec<SegmentView>>, ApiError> {
+    let projection = node.shared.read();
+    let mut views = tenant_views(&projection.state, Some(&tenant))?;
+    match views.pop() {
+        Some(view) => Ok(Json(view.segments)),
+        None => Err(ApiError::NotFound(format!("no tenant named {tenant:?}"))),
+    }
+}
+
+async fn create_segment(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Json<WriteResult>, ApiError> {
+    let body: NameBody = parse_json(&body)?;
+    let command = Command::CreateSegment {
+        tenant,
+        name: body.name,
+    };
+    write(&node, listener, &headers, command, body.request_id).await
+}
+
+async fn delete_segment(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    Path((tenant, segment)): Path<(String, String)>,
+) -> Result<Json<WriteResult>, ApiError> {
+    write(
+        &node,
+        listener,
+        &headers,
+        Command::DeleteSegment {
+            tenant,
+            name: segment,
+        },
+        None,
+    )
+    .await
+}
+
+/// Body of `POST /v1/ipam/allocations`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct AllocateBody {
+    /// Defaults to the node answering (what the CNI plugin wants).
+    #[serde(default)]
+    pub host: Option<String>,
+    pub tenant: String,
+    /// Defaults to `default`.
+    #[serde(default)]
+    pub segment: Option<String>,
+    pub container_id: String,
+    pub ifname: String,
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    #[serde(default)]
+    pub pod_name: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// An allocated address and everything about it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AllocationView {
+    pub address: Ipv4Addr,
+    /// The host/tenant/segment block the address is in, `ADDRESS/LEN`.
+    pub block: String,
+    /// The gateway address of that block (endpoint 1).
+    pub gateway: Ipv4Addr,
+    pub host: String,
+    pub tenant: String,
+    pub segment: String,
+    pub container_id: String,
+    pub ifname: String,
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
+    pub allocated_at_ms: u64,
+    pub allocated_index: u64,
+    pub actor: String,
+}
+
+pub fn allocation_view(
+    layout: &AddressLayout,
+    address: Ipv4Addr,
+    allocation: &Allocation,
+) -> AllocationView {
+    let parts = layout
+        .decode(address)
+        .unwrap_or(raft_store::layout::AddressParts {
+            host: 0,
+            tenant: 0,
+            segment: 0,
+            endpoint: 0,
+        });
+    let block_base = layout.address(raft_store::layout::AddressParts {
+        endpoint: 0,
+        ..parts
+    });
+    AllocationView {
+        address,
+        block: format!("{block_base}/{}", layout.block_prefix_len()),
+        gateway: layout.address(raft_store::layout::AddressParts {
+            endpoint: 1,
+            ..parts
+        }),
+        host: allocation.host.clone(),
+        tenant: allocation.tenant.clone(),
+        segment: allocation.segment.clone(),
+        container_id: allocation.owner.container_id.clone(),
+        ifname: allocation.owner.ifname.clone(),
+        pod_namespace: allocation.pod_namespace.clone(),
+        pod_name: allocation.pod_name.clone(),
+        allocated_at_ms: allocation.allocated_at_ms,
+        allocated_index: allocation.allocated_index,
+        actor: allocation.actor.clone(),
+    }
+}
+
+async fn allocate(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<AllocationView>, ApiError> {
+    let body: AllocateBody = parse_json(&body)?;
+    let owner = ContainerInterface {
+        container_id: body.container_id,
+        ifname: body.ifname,
+    };
+    owner.validate().map_err(ApiError::BadRequest)?;
+    let request = AllocationRequest {
+        host: body.host.unwrap_or_else(|| node.config.name.clone()),
+        tenant: body.tenant,
+        segment: body
+            .segment
+            .unwrap_or_else(|| DEFAULT_SEGMENT_NAME.to_string()),
+        owner,
+        pod_namespace: body.pod_namespace,
+        pod_name: body.pod_name,
+    };
+    let written = write(
+        &node,
+        listener,
+        &headers,
+        Command::AllocateAddress(request),
+        body.request_id,
+    )
+    .await?;
+    let Outcome::Applied(Effect::AddressAllocated { address, .. }) = written.0.outcome else {
+        return Err(ApiError::Internal(format!(
+            "unexpected allocation outcome: {}",
+            written.0.outcome
+        )));
+    };
+    // The write has been applied here; the allocation is in this replica
+    // unless a later entry already released it again.
+    let projection = node.shared.read();
+    let layout = cluster_layout(&projection.state)?;
+    let allocation = projection.state.allocations.get(&address).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "{address} was released again before it could be reported"
+        ))
+    })?;
+    Ok(Json(allocation_view(&layout, address, allocation)))
+}
+
+/// Body of `POST /v1/ipam/release`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ReleaseBody {
+    pub container_id: String,
+    pub ifname: String,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+async fn release(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WriteResult>, ApiError> {
+    let body: ReleaseBody = parse_json(&body)?;
+    let owner = ContainerInterface {
+        container_id: body.container_id,
+        ifname: body.ifname,
+    };
+    owner.validate().map_err(ApiError::BadRequest)?;
+    write(
+        &node,
+        listener,
+        &headers,
+        Command::ReleaseAddress(owner),
+        body.request_id,
+    )
+    .await
+}
+
+/// Body of `POST /v1/ipam/gc`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct GcBody {
+    /// Defaults to the node answering.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The (container, interface) pairs still in use on the host.
+    pub valid: Vec<ContainerInterface>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+async fn garbage_collect(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WriteResult>, ApiError> {
+    let body: GcBody = parse_json(&body)?;
+    for owner in &body.valid {
+        owner.validate().map_err(ApiError::BadRequest)?;
+    }
+    let command = Command::GarbageCollect {
+        host: body.host.unwrap_or_else(|| node.config.name.clone()),
+        valid: body.valid,
+    };
+    write(&node, listener, &headers, command, body.request_id).await
+}
+
+/// Filters of `GET /v1/ipam/allocations`.
+#[derive(Deserialize, Debug, Default)]
+pub struct AllocationFilter {
+    pub host: Option<String>,
+    pub tenant: Option<String>,
+    pub segment: Option<String>,
+}
+
+async fn list_allocations(
+    State(node): State<Node>,
+    Query(filter): Query<AllocationFilter>,
+) -> Result<Json<Vec<AllocationView>>, ApiError> {
+    let projection = node.shared.read();
+    let state = &projection.state;
+    let layout = cluster_layout(state)?;
+    let views = state
+        .allocations
+        .iter()
+        .filter(|(_, a)| filter.host.as_ref().is_none_or(|h| &a.host == h))
+        .filter(|(_, a)| filter.tenant.as_ref().is_none_or(|t| &a.tenant == t))
+        .filter(|(_, a)| filter.segment.as_ref().is_none_or(|s| &a.segment == s))
+        .map(|(address, allocation)| allocation_view(&layout, *address, allocation))
+        .collect();
+    Ok(Json(views))
+}
+
+/// An address taken apart, and who holds it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct AddressView {
+    pub address: Ipv4Addr,
+    pub host_number: u32,
+    pub tenant_number: u32,
+    pub segment_number: u32,
+    pub endpoint: u32,
+    /// Names, where the numbers are in use.
+    pub host: Option<String>,
+    pub tenant: Option<String>,
+    pub segment: Option<String>,
+    /// What the endpoint number means: pod, network, gateway or broadcast.
+    pub kind: String,
+    pub allocation: Option<AllocationView>,
+}
+
+async fn show_address(
+    State(node): State<Node>,
+    Path(address): Path<String>,
+) -> Result<Json<AddressView>, ApiError> {
+    let address: Ipv4Addr = address
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{address:?} is not an IPv4 address")))?;
+    let projection = node.shared.read();
+    let state = &projection.state;
+    let layout = cluster_layout(state)?;
+    let parts = layout.decode(address).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{address} is outside the pod CIDR {}",
+            layout.cidr()
+        ))
+    })?;
+    let host = state
+        .nodes
+        .iter()
+        .find(|(_, r)| r.host_number == parts.host)
+        .map(|(name, _)| name.clone());
+    let tenant = state.tenants.iter().find(|(_, t)| t.number == parts.tenant);
+    let segment = tenant.and_then(|(_, t)| {
+        t.segments
+            .iter()
+            .find(|(_, s)| s.number == parts.segment)
+            .map(|(name, _)| name.clone())
+    });
+    let kind = match parts.endpoint {
+        0 => "network",
+        1 => "gateway",
+        e if e == layout.last_endpoint() => "broadcast",
+        _ => "pod",
+    };
+    Ok(Json(AddressView {
+        address,
+        host_number: parts.host,
+        tenant_number: parts.tenant,
+        segment_number: parts.segment,
+        endpoint: parts.endpoint,
+        host,
+        tenant: tenant.map(|(name, _)| name.clone()),
+        segment,
+        kind: kind.to_string(),
+        allocation: state
+            .allocations
+            .get(&address)
+            .map(|allocation| allocation_view(&layout, address, allocation)),
+    }))
+}
