@@ -117,9 +117,11 @@ pub enum Command {
     AllocateAddress(AllocationRequest),
     /// Give back the address of a container's interface (idempotent).
     ReleaseAddress(ContainerInterface),
-    /// Release every address on `host` whose owner is not in `valid`.
+    /// Release every address on `host` (of `network`, if given) whose owner
+    /// is not in `valid`.
     GarbageCollect {
         host: String,
+        network: Option<String>,
         valid: Vec<ContainerInterface>,
     },
 }
@@ -142,6 +144,10 @@ pub struct AllocationRequest {
     /// Kubernetes pod namespace and name, when known (recorded for audit).
     pub pod_namespace: Option<String>,
     pub pod_name: Option<String>,
+    /// The CNI network (conflist name) the address is for, when allocated
+    /// by the CNI plugin: garbage collection of one network leaves the
+    /// others' addresses alone.
+    pub network: Option<String>,
 }
 
 /// Longest accepted container id, in bytes.
@@ -232,7 +238,7 @@ impl fmt::Display for Command {
                 request.owner, request.host, request.tenant, request.segment
             ),
             Command::ReleaseAddress(owner) => write!(f, "release {owner}"),
-            Command::GarbageCollect { host, valid } => {
+            Command::GarbageCollect { host, valid, .. } => {
                 write!(
                     f,
                     "garbage-collect {host} keeping {} interfaces",

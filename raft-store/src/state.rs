@@ -112,6 +112,8 @@ pub struct Allocation {
     pub segment: String,
     pub pod_namespace: Option<String>,
     pub pod_name: Option<String>,
+    /// The CNI network it was allocated for, if any.
+    pub network: Option<String>,
     pub allocated_at_ms: u64,
     /// Log index of the allocating request.
     pub allocated_index: u64,
@@ -554,7 +556,11 @@ impl ClusterState {
             Command::DeleteSegment { tenant, name } => self.delete_segment(tenant, name),
             Command::AllocateAddress(allocation) => self.allocate(allocation, index, meta),
             Command::ReleaseAddress(owner) => self.release(owner),
-            Command::GarbageCollect { host, valid } => self.garbage_collect(host, valid),
+            Command::GarbageCollect {
+                host,
+                network,
+                valid,
+            } => self.garbage_collect(host, network.as_deref(), valid),
         }
     }
 

@@ -381,6 +381,7 @@ impl ClusterState {
                 segment: request.segment.clone(),
                 pod_namespace: request.pod_namespace.clone(),
                 pod_name: request.pod_name.clone(),
+                network: request.network.clone(),
                 allocated_at_ms: meta.timestamp_ms,
                 allocated_index: index,
                 actor: meta.actor.clone(),
@@ -423,6 +424,7 @@ impl ClusterState {
     pub(crate) fn garbage_collect(
         &mut self,
         host: &str,
+        network: Option<&str>,
         valid: &[ContainerInterface],
     ) -> Result<Effect, Rejection> {
         if valid.len() > MAX_GC_VALID_ENTRIES {
@@ -442,6 +444,7 @@ impl ClusterState {
             .allocations
             .iter()
             .filter(|(_, a)| a.host == host && !keep.contains(&a.owner))
+            .filter(|(_, a)| network.is_none_or(|network| a.network.as_deref() == Some(network)))
             .map(|(address, _)| *address)
             .collect();
         for address in &doomed {
@@ -586,6 +589,7 @@ mod tests {
             owner,
             pod_namespace: Some("default".into()),
             pod_name: Some("pod".into()),
+            network: None,
         })
     }
 
@@ -603,6 +607,7 @@ mod tests {
     fn garbage_collect(host: &str, valid: &[ContainerInterface]) -> Command {
         Command::GarbageCollect {
             host: host.into(),
+            network: None,
             valid: valid.to_vec(),
         }
     }

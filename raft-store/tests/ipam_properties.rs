@@ -190,10 +190,12 @@ fn command(op: &Op) -> Option<Command> {
             owner: owner(*who),
             pod_namespace: Some("default".into()),
             pod_name: Some(format!("pod-{}", who.0)),
+            network: None,
         }),
         Op::Release { owner: who } => Command::ReleaseAddress(owner(*who)),
         Op::Collect { host, valid } => Command::GarbageCollect {
             host: s(HOSTS[*host]),
+            network: None,
             valid: valid.iter().map(|who| owner(*who)).collect(),
         },
         Op::Repeat { .. } => return None,
@@ -411,7 +413,7 @@ fn check_outcome(
             prop_assert!(!before.owners.contains_key(who));
         }
         (
-            Command::GarbageCollect { host, valid },
+            Command::GarbageCollect { host, valid, .. },
             Outcome::Applied(Effect::GarbageCollected { released }),
         ) => {
             let doomed: Vec<Ipv4Addr> = before

@@ -505,6 +505,7 @@ impl AllocationRound {
             ifname: BENCH_IFNAME.into(),
             pod_namespace: None,
             pod_name: None,
+            network: None,
             request_id: None,
         })
     }
@@ -855,6 +856,7 @@ impl Cluster {
             ifname: BENCH_IFNAME.into(),
             pod_namespace: None,
             pod_name: None,
+            network: None,
             request_id: None,
         };
         self.writer

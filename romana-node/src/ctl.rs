@@ -377,6 +377,7 @@ async fn ipam_command(
                 ifname,
                 pod_namespace: None,
                 pod_name: None,
+                network: None,
                 request_id: None,
             };
             let view: AllocationView = client.post(PATH_ALLOCATIONS, &body).await.map_err(api)?;

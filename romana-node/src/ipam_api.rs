@@ -306,6 +306,9 @@ pub struct AllocateBody {
     pub pod_namespace: Option<String>,
     #[serde(default)]
     pub pod_name: Option<String>,
+    /// The CNI network asking (scopes its garbage collection).
+    #[serde(default)]
+    pub network: Option<String>,
     #[serde(default)]
     pub request_id: Option<String>,
 }
@@ -325,9 +328,18 @@ pub struct AllocationView {
     pub ifname: String,
     pub pod_namespace: Option<String>,
     pub pod_name: Option<String>,
+    pub network: Option<String>,
     pub allocated_at_ms: u64,
     pub allocated_index: u64,
     pub actor: String,
+    /// In the answer to an allocation: false when the owner already held
+    /// this address (a repeated request). Always true in listings.
+    #[serde(default = "yes")]
+    pub newly_allocated: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub fn allocation_view(
@@ -361,9 +373,11 @@ pub fn allocation_view(
         ifname: allocation.owner.ifname.clone(),
         pod_namespace: allocation.pod_namespace.clone(),
         pod_name: allocation.pod_name.clone(),
+        network: allocation.network.clone(),
         allocated_at_ms: allocation.allocated_at_ms,
         allocated_index: allocation.allocated_index,
         actor: allocation.actor.clone(),
+        newly_allocated: true,
     }
 }
 
@@ -388,6 +402,7 @@ async fn allocate(
         owner,
         pod_namespace: body.pod_namespace,
         pod_name: body.pod_name,
+        network: body.network,
     };
     let written = write(
         &node,
@@ -397,7 +412,7 @@ async fn allocate(
         body.request_id,
     )
     .await?;
-    let Outcome::Applied(Effect::AddressAllocated { address, .. }) = written.0.outcome else {
+    let Outcome::Applied(Effect::AddressAllocated { address, existing }) = written.0.outcome else {
         return Err(ApiError::Internal(format!(
             "unexpected allocation outcome: {}",
             written.0.outcome
@@ -412,7 +427,9 @@ async fn allocate(
             "{address} was released again before it could be reported"
         ))
     })?;
-    Ok(Json(allocation_view(&layout, address, allocation)))
+    let mut view = allocation_view(&layout, address, allocation);
+    view.newly_allocated = !existing;
+    Ok(Json(view))
 }
 
 /// Body of `POST /v1/ipam/release`.
@@ -452,6 +469,9 @@ pub struct GcBody {
     /// Defaults to the node answering.
     #[serde(default)]
     pub host: Option<String>,
+    /// Only this CNI network's addresses (default: every address on the host).
+    #[serde(default)]
+    pub network: Option<String>,
     /// The (container, interface) pairs still in use on the host.
     pub valid: Vec<ContainerInterface>,
     #[serde(default)]
@@ -470,6 +490,7 @@ async fn garbage_collect(
     }
     let command = Command::GarbageCollect {
         host: body.host.unwrap_or_else(|| node.config.name.clone()),
+        network: body.network,
         valid: body.valid,
     };
     write(&node, listener, &headers, command, body.request_id).await

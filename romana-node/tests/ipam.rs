@@ -29,6 +29,7 @@ fn allocate_body(host: &str, tenant: &str, segment: &str, container_id: &str) ->
         ifname: "eth0".into(),
         pod_namespace: Some(tenant.to_string()),
         pod_name: Some(format!("pod-{container_id}")),
+        network: None,
         request_id: None,
     }
 }
