@@ -29,6 +29,8 @@ pub mod code {
     pub const DATAPLANE_FAILURE: u32 = 101;
     /// CHECK found a difference.
     pub const CHECK_FAILED: u32 = 102;
+    /// ADD for a (container, interface) that is already set up.
+    pub const ALREADY_SET_UP: u32 = 103;
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
