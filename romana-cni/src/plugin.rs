@@ -436,7 +436,9 @@ fn cmd_check(environment: &Environment, config: &NetConf, _log: &Log) -> Result<
         .map_err(dataplane)?
         .contains(&(address, 32))
     {
-        return Err(check_failed(format!("{address}/32 is missing on {ifname}")));
+        return Err(check_failed(format!(
+            "address {address}/32 is missing on {ifname}"
+        )));
     }
     let pod_routes = pod.routes().map_err(dataplane)?;
     let has_default = pod_routes.iter().any(|r| {

@@ -1,0 +1,340 @@
+//! Test harness for the plugin: a single-node `romana-node` in a temporary
+//! data dir, uniquely named network namespaces, and the plugin invoked the
+//! way a runtime invokes it (stdin config, `CNI_*` environment). Everything
+//! a test creates is removed when its guard drops, also on failure.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const PLUGIN: &str = env!("CARGO_BIN_EXE_romana");
+
+/// The `romana-node` binary of the same build, built first if missing.
+pub fn node_binary() -> PathBuf {
+    let profile_dir = Path::new(PLUGIN)
+        .parent()
+        .expect("plugin in a target dir")
+        .to_path_buf();
+    let binary = profile_dir.join("romana-node");
+    if !binary.exists() {
+        let release = profile_dir.ends_with("release");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", "romana-node", "--bin", "romana-node"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building romana-node failed");
+    }
+    binary
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// A single-node cluster for the plugin to talk to.
+pub struct Node {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub name: String,
+    pub log: PathBuf,
+    // Last: removed after the process is gone.
+    pub dir: tempfile::TempDir,
+}
+
+static NAMES: AtomicU32 = AtomicU32::new(0);
+
+/// Nodes started by this test binary; each gets its own pod CIDR.
+static NODES: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, for namespaces and nodes.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        NAMES.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+impl Node {
+    /// Starts a node and waits until it leads and knows itself as a host;
+    /// creates tenants `t1` and `t2`.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("romana-cni-test-")
+            .tempdir()
+            .expect("temp dir");
+        let socket = dir.path().join("api.sock");
+        let log = dir.path().join("node.log");
+        let name = unique("cni-node-");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        // Tests run in parallel in the same host namespace: each node gets a
+        // /16 of its own, so host routes to pods of different tests never
+        // collide. 1 host bit, 4 tenant, 3 segment, 8 endpoint bits.
+        let second_octet = 100 + NODES.fetch_add(1, Ordering::SeqCst) % 150;
+        let cidr = format!("10.{second_octet}.0.0/16");
+        let child = Command::new(node_binary())
+            .args([
+                "run",
+                "--name",
+                &name,
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .args([
+                "--cidr",
+                &cidr,
+                "--host-bits",
+                "1",
+                "--tenant-bits",
+                "4",
+                "--segment-bits",
+                "3",
+                "--endpoint-bits",
+                "8",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--api-socket")
+            .arg(&socket)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn romana-node");
+        let node = Self {
+            child: Some(child),
+            socket,
+            name,
+            log,
+            dir,
+        };
+        node.wait_ready();
+        for tenant in ["t1", "t2"] {
+            node.ctl(&["tenant", "create", tenant]);
+        }
+        node
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(output) = self.try_ctl(&["-o", "json", "host", "list"]) {
+                if output.contains(&self.name) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "node did not become ready: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn try_ctl(&self, args: &[&str]) -> Result<String, String> {
+        let ctl = node_binary().with_file_name("romanactl");
+        let output = Command::new(ctl)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).to_string())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).to_string())
+        }
+    }
+
+    /// romanactl against this node; panics on failure.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        self.try_ctl(args)
+            .unwrap_or_else(|e| panic!("romanactl {args:?}: {e}"))
+    }
+
+    /// The allocations the node holds, as JSON.
+    pub fn allocations(&self) -> Vec<Value> {
+        let text = self.ctl(&["-o", "json", "ipam", "list"]);
+        serde_json::from_str(&text).expect("allocation list JSON")
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A network config for `tenant`, in spec `version`, talking to this node.
+    pub fn config(&self, tenant: &str, version: &str) -> Value {
+        json!({
+            "cniVersion": version,
+            "name": format!("romana-{tenant}"),
+            "type": "romana",
+            "tenant": tenant,
+            "node_socket": self.socket,
+            "log_file": self.dir.path().join("cni.log"),
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A network namespace named uniquely, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Self {
+        let name = unique("romana-t-");
+        sh("ip", &["netns", "add", &name]);
+        Self { name }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+}
+
+impl Default for Netns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// What the plugin printed and how it exited.
+#[derive(Debug)]
+pub struct Invocation {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Invocation {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// The error code of a failed invocation.
+    pub fn code(&self) -> u64 {
+        assert!(!self.success, "expected a failure, got {:?}", self.stdout);
+        self.json()["code"].as_u64().expect("error code")
+    }
+}
+
+/// Runs the plugin with `CNI_*` variables (only those given) and `stdin`.
+pub fn invoke(env: &[(&str, &str)], stdin: &str) -> Invocation {
+    let mut command = Command::new(PLUGIN);
+    for var in [
+        "CNI_COMMAND",
+        "CNI_CONTAINERID",
+        "CNI_NETNS",
+        "CNI_IFNAME",
+        "CNI_ARGS",
+        "CNI_PATH",
+    ] {
+        command.env_remove(var);
+    }
+    let mut child = command
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the plugin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("plugin output");
+    Invocation {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
+    }
+}
+
+/// ADD / CHECK / DEL with the usual variables.
+pub fn verb(
+    command: &str,
+    config: &Value,
+    container_id: &str,
+    netns: Option<&Netns>,
+    ifname: &str,
+) -> Invocation {
+    let path = netns.map(Netns::path);
+    let mut env = vec![
+        ("CNI_COMMAND", command),
+        ("CNI_CONTAINERID", container_id),
+        ("CNI_IFNAME", ifname),
+        ("CNI_PATH", "/opt/cni/bin:/usr/lib/cni"),
+    ];
+    if let Some(path) = &path {
+        env.push(("CNI_NETNS", path));
+    }
+    invoke(&env, &config.to_string())
+}
+
+/// Host interfaces whose names start with `rom` (the plugin's host veths).
+pub fn host_veths() -> Vec<String> {
+    sh("ip", &["-o", "link", "show"])
+        .lines()
+        .filter_map(|line| line.split(':').nth(1))
+        .map(|name| name.trim().split('@').next().unwrap_or("").to_string())
+        .filter(|name| name.starts_with("rom"))
+        .collect()
+}
