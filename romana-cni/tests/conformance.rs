@@ -114,7 +114,9 @@ fn bad_environment_input_and_config_get_their_codes() {
     let netns = Netns::new();
     let config = node.config("t1", "1.0.0").to_string();
     let path = netns.path();
-    let cases: Vec<(Vec<(&str, &str)>, &str, u64, &str)> = vec![
+    // (environment, stdin, expected code, what the message must name)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, u64, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![], &config, 4, "CNI_COMMAND"),
         (
             vec![
