@@ -16,7 +16,7 @@ use std::path::Path;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -27,6 +27,12 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// The routing protocol number marking routes Romana owns (`ip route`
+/// shows `proto 77`): pod routes made by the plugin and host routes made by
+/// the node's reconciler. Nothing else on a host uses it, so the reconciler
+/// can tell its routes from everyone else's.
+pub const ROMANA_ROUTE_PROTOCOL: u8 = 77;
 
 /// Largest netlink answer read at once (a dump may span several).
 const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
@@ -90,6 +96,8 @@ pub struct Route {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     pub oif: Option<u32>,
+    /// The routing protocol number (`proto` in `ip route`).
+    pub protocol: u8,
 }
 
 pub struct Netlink {
@@ -366,7 +374,7 @@ impl Netlink {
         message.header.address_family = AddressFamily::Inet;
         message.header.destination_prefix_length = prefix_len;
         message.header.table = RouteHeader::RT_TABLE_MAIN;
-        message.header.protocol = RouteProtocol::Boot;
+        message.header.protocol = RouteProtocol::Other(ROMANA_ROUTE_PROTOCOL);
         message.header.kind = RouteType::Unicast;
         message.header.scope = if gateway.is_some() {
             RouteScope::Universe
@@ -390,6 +398,55 @@ impl Netlink {
             context,
         )?;
         Ok(())
+    }
+
+    /// Adds or replaces a Romana route to `destination/prefix_len` via
+    /// `gateway` (the kernel picks the interface that reaches it).
+    pub fn replace_gateway_route(
+        &mut self,
+        destination: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Ipv4Addr,
+    ) -> Result<()> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = prefix_len;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Other(ROMANA_ROUTE_PROTOCOL);
+        message.header.kind = RouteType::Unicast;
+        message.header.scope = RouteScope::Universe;
+        message
+            .attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        message
+            .attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        self.request(
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+            &format!("route {destination}/{prefix_len} via {gateway}"),
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the main-table route to `destination/prefix_len` with
+    /// Romana's protocol. Gone already is success.
+    pub fn delete_romana_route(&mut self, destination: Ipv4Addr, prefix_len: u8) -> Result<()> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = prefix_len;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Other(ROMANA_ROUTE_PROTOCOL);
+        message.header.scope = RouteScope::NoWhere;
+        message
+            .attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        let context = format!("delete route {destination}/{prefix_len}");
+        match self.request(RouteNetlinkMessage::DelRoute(message), NLM_F_ACK, &context) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes a main-table route to `destination/prefix_len` out of `oif`.
@@ -437,6 +494,7 @@ impl Netlink {
                         prefix_len: route.header.destination_prefix_length,
                         gateway: None,
                         oif: None,
+                        protocol: u8::from(route.header.protocol),
                     };
                     for attribute in &route.attributes {
                         match attribute {

@@ -24,6 +24,7 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
 pub const DEFAULT_ELECTION_TIMEOUT_MS_MIN: u64 = 400;
 pub const DEFAULT_ELECTION_TIMEOUT_MS_MAX: u64 = 800;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_RECONCILE_INTERVAL_MS: u64 = 10_000;
 
 /// Flags of `romana-node run`. Every one may also be given in the file.
 #[derive(Args, Debug, Default, Clone, Deserialize)]
@@ -100,6 +101,14 @@ pub struct RunArgs {
     /// gets an error [default: 5000].
     #[arg(long)]
     pub write_timeout_ms: Option<u64>,
+    /// Install routes to the other hosts' prefixes (off when something else,
+    /// e.g. BGP, routes pod prefixes) [default: true].
+    #[arg(long)]
+    pub manage_routes: Option<bool>,
+    /// How often the routes are checked for drift even when nothing
+    /// changed [default: 10000].
+    #[arg(long)]
+    pub reconcile_interval_ms: Option<u64>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -133,6 +142,8 @@ pub struct NodeConfig {
     pub election_timeout_ms_min: u64,
     pub election_timeout_ms_max: u64,
     pub write_timeout_ms: u64,
+    pub manage_routes: bool,
+    pub reconcile_interval_ms: u64,
 }
 
 impl RunArgs {
@@ -277,6 +288,16 @@ impl RunArgs {
             election_timeout_ms_min,
             election_timeout_ms_max,
             write_timeout_ms,
+            manage_routes: self.manage_routes.or(file.manage_routes).unwrap_or(true),
+            reconcile_interval_ms: match self.reconcile_interval_ms.or(file.reconcile_interval_ms) {
+                Some(0) => {
+                    return Err(Error::Config(
+                        "--reconcile-interval-ms must be at least 1".into(),
+                    ))
+                }
+                Some(ms) => ms,
+                None => DEFAULT_RECONCILE_INTERVAL_MS,
+            },
         })
     }
 }

@@ -11,6 +11,8 @@
 //! - [`batcher`]: gathers requests that reach the leader together into one
 //!   log entry.
 //! - [`http_client`]: the client for that API (romanactl, peers, tests).
+//! - [`reconciler`]: routes to the other hosts' prefixes, derived from the
+//!   projection and converged in the kernel.
 //! - [`ctl`]: `romanactl`'s commands and output.
 //! - [`bench`]: `romana-node bench`, the commit-rate benchmark.
 //! - [`error`]: the crate's error type.
@@ -34,6 +36,7 @@ pub mod error;
 pub mod http_client;
 pub mod ipam_api;
 pub mod node;
+pub mod reconciler;
 
 /// Sets up `tracing` output: `RUST_LOG`-style filter (default `info`), text
 /// or JSON lines on stderr.

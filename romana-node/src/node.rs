@@ -482,6 +482,14 @@ pub async fn run(
         StartMode::Join => join(&node, stop_rx.clone()).await,
     };
     let controller = tokio::spawn(controller(node.clone(), stop_rx.clone()));
+    let reconciler = node.config.manage_routes.then(|| {
+        let interval = Duration::from_millis(node.config.reconcile_interval_ms);
+        tokio::spawn(crate::reconciler::run(
+            node.clone(),
+            interval,
+            stop_rx.clone(),
+        ))
+    });
 
     let result = match started {
         Ok(()) => {
@@ -500,6 +508,9 @@ pub async fn run(
     };
     tracing::info!("shutting down");
     let _ = controller.await;
+    if let Some(reconciler) = reconciler {
+        let _ = reconciler.await;
+    }
     let _ = tcp_server.await;
     let _ = unix_server.await;
     if let Err(e) = node.raft.shutdown().await {
