@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use raft_store::layout::AddressLayout;
 use raft_store::state::ClusterState;
 use romana_cni::netlink::{Netlink, NetlinkError, ROMANA_ROUTE_PROTOCOL};
 use tokio::sync::watch;
@@ -127,9 +128,12 @@ fn observed_routes(
 
 /// One pass: observe, plan, apply. Blocking (netlink); run off the async
 /// workers. Returns the plan it applied.
-fn reconcile_once(desired: &[HostRoute], host_prefix_len: u8) -> Result<RoutePlan, NetlinkError> {
+fn reconcile_once(
+    desired: &[HostRoute],
+    layout: &AddressLayout,
+) -> Result<RoutePlan, NetlinkError> {
     let mut netlink = Netlink::open_here()?;
-    let observed = observed_routes(&mut netlink, host_prefix_len)?;
+    let observed = observed_routes(&mut netlink, layout)?;
     let plan = plan(desired, &observed);
     for route in &plan.upsert {
         netlink.replace_gateway_route(route.destination, route.prefix_len, route.gateway)?;
