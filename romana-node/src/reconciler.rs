@@ -110,12 +110,15 @@ pub fn plan(desired: &[HostRoute], observed: &[HostRoute]) -> RoutePlan {
 /// gateway.
 fn observed_routes(
     netlink: &mut Netlink,
-    host_prefix_len: u8,
+    layout: &AddressLayout,
 ) -> Result<Vec<HostRoute>, NetlinkError> {
+    let host_prefix_len = layout.host_prefix_len();
     Ok(netlink
         .routes()?
         .into_iter()
         .filter(|r| r.protocol == ROMANA_ROUTE_PROTOCOL && r.prefix_len == host_prefix_len)
+        // Another cluster's routes on the same machine are not ours.
+        .filter(|r| layout.contains(r.destination))
         .filter_map(|r| {
             r.gateway.map(|gateway| HostRoute {
                 destination: r.destination,
@@ -164,19 +167,18 @@ pub async fn run(node: Node, interval: Duration, mut stop: watch::Receiver<bool>
     let mut applied = node.shared.subscribe();
     let mut last_desired: Option<Vec<HostRoute>> = None;
     loop {
-        let (desired, host_prefix_len) = {
+        let (desired, layout) = {
             let projection = node.shared.read();
             let state = &projection.state;
             (
                 desired_routes(state, &node.config.name),
-                state.layout().map(|l| l.host_prefix_len()).unwrap_or(0),
+                state.layout().copied(),
             )
         };
-        if host_prefix_len > 0 {
+        if let Some(layout) = layout {
             let changed = last_desired.as_ref() != Some(&desired);
             let work = desired.clone();
-            match tokio::task::spawn_blocking(move || reconcile_once(&work, host_prefix_len)).await
-            {
+            match tokio::task::spawn_blocking(move || reconcile_once(&work, &layout)).await {
                 Ok(Ok(plan)) => {
                     if !plan.is_empty() {
                         tracing::info!(upsert = ?plan.upsert, delete = ?plan.delete, "routes converged");
