@@ -4,8 +4,12 @@
 log() { printf '==> %s\n' "$*" >&2; }
 
 # Debian packages the project needs at build and test time. The network
-# pieces (iproute2, iptables) are used by the lab and isolation tests.
-DEBIAN_PACKAGES=(ca-certificates gcc libc6-dev pkg-config iproute2 iptables procps curl)
+# pieces (iproute2, iptables) are used by the lab and isolation tests; the
+# CNI tests chain the reference plugins (containernetworking-plugins: portmap,
+# bandwidth) and run pods with the real runtime (podman with runc, in an
+# image built from busybox-static).
+DEBIAN_PACKAGES=(ca-certificates gcc libc6-dev pkg-config iproute2 iptables procps curl
+  containernetworking-plugins podman runc busybox-static iputils-ping iperf3 python3 time)
 
 install_prerequisites() {
   local missing=()

@@ -338,3 +338,103 @@ pub fn host_veths() -> Vec<String> {
         .filter(|name| name.starts_with("rom"))
         .collect()
 }
+
+/// Splits a line of `iptables -S` into arguments (double quotes group).
+pub fn split_rule(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    args.push(std::mem::take(&mut current));
+                    any = false;
+                }
+            }
+            c => {
+                current.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        args.push(current);
+    }
+    args
+}
+
+/// portmap's shared nat chains (`CNI-HOSTPORT-DNAT`, `-MASQ`, `-SETMARK`)
+/// and the jumps to them from PREROUTING, OUTPUT and POSTROUTING outlive the
+/// last DEL: every container shares them. If they did not exist before the
+/// test, `remove` (and drop) takes them away again, unless another user's
+/// rules are in them.
+pub struct SharedHostportChains {
+    /// Whether the chains existed before the test.
+    pub existed: bool,
+}
+
+impl SharedHostportChains {
+    pub fn snapshot() -> Self {
+        Self {
+            existed: Self::dnat_rules().is_some(),
+        }
+    }
+
+    /// The rules in CNI-HOSTPORT-DNAT, or None if the chain does not exist.
+    fn dnat_rules() -> Option<Vec<String>> {
+        let output = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT"])
+            .output()
+            .ok()?;
+        output.status.success().then(|| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|l| l.starts_with("-A "))
+                .map(str::to_string)
+                .collect()
+        })
+    }
+
+    pub fn remove(&self) {
+        if self.existed || Self::dnat_rules().is_none_or(|rules| !rules.is_empty()) {
+            return;
+        }
+        let rules = sh("iptables", &["-w", "-t", "nat", "-S"]);
+        for line in rules.lines() {
+            let builtin = ["-A PREROUTING ", "-A OUTPUT ", "-A POSTROUTING "]
+                .iter()
+                .any(|p| line.starts_with(p));
+            if builtin && line.contains("-j CNI-HOSTPORT-") {
+                let mut args = split_rule(line);
+                args[0] = "-D".into();
+                let _ = Command::new("iptables")
+                    .args(["-w", "-t", "nat"])
+                    .args(&args)
+                    .output();
+            }
+        }
+        for line in rules.lines() {
+            if let Some(chain) = line.strip_prefix("-N CNI-HOSTPORT-") {
+                let chain = format!("CNI-HOSTPORT-{chain}");
+                let _ = Command::new("iptables")
+                    .args(["-w", "-t", "nat", "-F", &chain])
+                    .output();
+                let _ = Command::new("iptables")
+                    .args(["-w", "-t", "nat", "-X", &chain])
+                    .output();
+            }
+        }
+    }
+}
+
+impl Drop for SharedHostportChains {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
