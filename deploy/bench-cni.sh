@@ -246,7 +246,8 @@ wait_for() { # wait_for DESCRIPTION COMMAND...
 ctl() { local sock=$1; shift; "$bin/romanactl" --socket "$sock" "$@"; }
 knows_host() { ctl "$1" -o json host list | grep -q "\"name\": *\"$2\""; }
 
-# --manage-routes false: on loopback every host shares one underlay address,
+# --firewall false: the machine's own FORWARD chain is not the benchmark's to
+# change. --manage-routes false: on loopback every host shares one underlay address,
 # so there is no route to install; and the reconciler would otherwise own
 # every Romana-protocol route of this layout's host-prefix length in the
 # machine's table, also those of other clusters running here.
@@ -257,7 +258,7 @@ start_node() { # start_node NAME [--join ADDR]: sets $node_addr
     --listen "$node_addr" --api-socket "$work/$name.sock" \
     --cluster-secret-file "$work/cluster-secret" \
     --cidr "$romana_cidr" --host-bits 4 --tenant-bits 2 --segment-bits 2 --endpoint-bits 8 \
-    --manage-routes false \
+    --manage-routes false --firewall false \
     "$@" >>"$work/$name.log" 2>&1 &
   pids+=($!)
 }

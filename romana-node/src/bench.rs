@@ -611,6 +611,9 @@ impl NodeProcess {
         let mut command = Command::new(exe);
         command
             .arg("run")
+            // On loopback there are no routes to make, and the machine's
+            // own firewall is not the benchmark's to change.
+            .args(["--manage-routes=false", "--firewall=false"])
             .arg("--name")
             .arg(name)
             .arg("--data-dir")

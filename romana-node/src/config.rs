@@ -105,6 +105,10 @@ pub struct RunArgs {
     /// e.g. BGP, routes pod prefixes) [default: true].
     #[arg(long)]
     pub manage_routes: Option<bool>,
+    /// Enforce tenant isolation with iptables (FORWARD policy DROP, the
+    /// project's own chain; see the README) [default: true].
+    #[arg(long)]
+    pub firewall: Option<bool>,
     /// How often the routes are checked for drift even when nothing
     /// changed [default: 10000].
     #[arg(long)]
@@ -143,6 +147,7 @@ pub struct NodeConfig {
     pub election_timeout_ms_max: u64,
     pub write_timeout_ms: u64,
     pub manage_routes: bool,
+    pub firewall: bool,
     pub reconcile_interval_ms: u64,
 }
 
@@ -289,6 +294,7 @@ impl RunArgs {
             election_timeout_ms_max,
             write_timeout_ms,
             manage_routes: self.manage_routes.or(file.manage_routes).unwrap_or(true),
+            firewall: self.firewall.or(file.firewall).unwrap_or(true),
             reconcile_interval_ms: match self.reconcile_interval_ms.or(file.reconcile_interval_ms) {
                 Some(0) => {
                     return Err(Error::Config(

@@ -393,8 +393,20 @@ async fn allocate(
         ifname: body.ifname,
     };
     owner.validate().map_err(ApiError::BadRequest)?;
+    let host = body.host.unwrap_or_else(|| node.config.name.clone());
+    if host == node.config.name
+        && !node
+            .firewall_ready
+            .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        // Fail closed: no pod of this host gets an address before the
+        // isolation rules are in place.
+        return Err(ApiError::Unavailable(
+            "this host's isolation rules are not in place yet; try again shortly".into(),
+        ));
+    }
     let request = AllocationRequest {
-        host: body.host.unwrap_or_else(|| node.config.name.clone()),
+        host,
         tenant: body.tenant,
         segment: body
             .segment

@@ -13,6 +13,8 @@
 //! - [`http_client`]: the client for that API (romanactl, peers, tests).
 //! - [`reconciler`]: routes to the other hosts' prefixes, derived from the
 //!   projection and converged in the kernel.
+//! - [`firewall`]: tenant isolation as one iptables chain derived from the
+//!   projection, applied in one `iptables-restore` transaction.
 //! - [`ctl`]: `romanactl`'s commands and output.
 //! - [`bench`]: `romana-node bench`, the commit-rate benchmark.
 //! - [`error`]: the crate's error type.
@@ -33,6 +35,7 @@ pub mod bench;
 pub mod config;
 pub mod ctl;
 pub mod error;
+pub mod firewall;
 pub mod http_client;
 pub mod ipam_api;
 pub mod node;

@@ -66,6 +66,10 @@ pub struct NodeInner {
     pub peers: ApiClient,
     /// Gathers requests into log entries while this node leads.
     pub batcher: Batcher,
+    /// Whether this host's isolation rules are in place (always, when the
+    /// firewall is off). Addresses for this host are refused until then, so
+    /// no pod ever starts unprotected.
+    pub firewall_ready: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for Node {
@@ -450,6 +454,7 @@ pub async fn run(
     let node = Node {
         inner: Arc::new(NodeInner {
             batcher,
+            firewall_ready: std::sync::atomic::AtomicBool::new(!config.firewall),
             peers: ApiClient::new(
                 Endpoint::Tcp(config.advertise.clone()),
                 Some(secret.clone()),
@@ -482,7 +487,7 @@ pub async fn run(
         StartMode::Join => join(&node, stop_rx.clone()).await,
     };
     let controller = tokio::spawn(controller(node.clone(), stop_rx.clone()));
-    let reconciler = node.config.manage_routes.then(|| {
+    let reconciler = (node.config.manage_routes || node.config.firewall).then(|| {
         let interval = Duration::from_millis(node.config.reconcile_interval_ms);
         tokio::spawn(crate::reconciler::run(
             node.clone(),

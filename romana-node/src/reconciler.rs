@@ -160,22 +160,36 @@ fn enable_forwarding() {
     }
 }
 
-/// Runs until `stop`: reconcile on every applied change and every
-/// `interval`.
+/// Runs until `stop`: reconcile isolation rules and routes on every applied
+/// change and every `interval`.
 pub async fn run(node: Node, interval: Duration, mut stop: watch::Receiver<bool>) {
     enable_forwarding();
     let mut applied = node.shared.subscribe();
     let mut last_desired: Option<Vec<HostRoute>> = None;
     loop {
-        let (desired, layout) = {
+        let (desired, layout, rules) = {
             let projection = node.shared.read();
             let state = &projection.state;
             (
                 desired_routes(state, &node.config.name),
                 state.layout().copied(),
+                crate::firewall::desired_rules(state),
             )
         };
-        if let Some(layout) = layout {
+        if let (true, Some(rules)) = (node.config.firewall, rules) {
+            match tokio::task::spawn_blocking(move || crate::firewall::reconcile(&rules)).await {
+                Ok(Ok(changed)) => {
+                    if changed {
+                        tracing::info!("isolation rules converged");
+                    }
+                    node.firewall_ready
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "firewall reconcile failed; retrying"),
+                Err(e) => tracing::warn!(error = %e, "firewall reconcile task failed"),
+            }
+        }
+        if let (true, Some(layout)) = (node.config.manage_routes, layout) {
             let changed = last_desired.as_ref() != Some(&desired);
             let work = desired.clone();
             match tokio::task::spawn_blocking(move || reconcile_once(&work, &layout)).await {
@@ -196,6 +210,37 @@ pub async fn run(node: Node, interval: Duration, mut stop: watch::Receiver<bool>
             _ = applied.changed() => {}
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+/// `romana-node cleanup`: removes the isolation rules and every Romana host
+/// route (proto 77 with a gateway) of this host.
+pub fn cleanup_host() -> Result<(), crate::error::Error> {
+    let mut problems = crate::firewall::cleanup();
+    match Netlink::open_here() {
+        Ok(mut netlink) => match netlink.routes() {
+            Ok(routes) => {
+                for route in routes
+                    .into_iter()
+                    .filter(|r| r.protocol == ROMANA_ROUTE_PROTOCOL && r.gateway.is_some())
+                {
+                    if let Err(e) = netlink.delete_romana_route(route.destination, route.prefix_len)
+                    {
+                        problems.push(e.to_string());
+                    }
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        },
+        Err(e) => problems.push(e.to_string()),
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Api(format!(
+            "cleanup incomplete: {}",
+            problems.join("; ")
+        )))
     }
 }
 

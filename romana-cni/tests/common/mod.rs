@@ -103,6 +103,10 @@ impl Node {
         let child = Command::new(node_binary())
             .args([
                 "run",
+                // The tests share the machine's own namespace: no routes or
+                // firewall changes there.
+                "--manage-routes=false",
+                "--firewall=false",
                 "--name",
                 &name,
                 "--listen",

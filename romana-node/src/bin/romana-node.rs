@@ -22,6 +22,10 @@ enum NodeCommand {
     Run(Box<RunArgs>),
     /// Measure commit rate and latency on a loopback cluster.
     Bench(BenchArgs),
+    /// Remove everything romana-node installed on this host: the isolation
+    /// rules (and FORWARD's DROP policy) and its routes to other hosts.
+    /// Pods' own interfaces and routes go with their CNI DEL.
+    Cleanup,
 }
 
 fn main() {
@@ -38,6 +42,7 @@ fn main() {
                 romana_node::node::run(config, shutdown_signal()).await
             }
             NodeCommand::Bench(args) => romana_node::bench::run(args).await,
+            NodeCommand::Cleanup => romana_node::reconciler::cleanup_host(),
         }
     });
     if let Err(e) = result {

@@ -49,6 +49,10 @@ impl TestNode {
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
             "run".to_string(),
+            // Every node of these tests shares the machine's own namespace:
+            // no routes or firewall changes there.
+            "--manage-routes=false".into(),
+            "--firewall=false".into(),
             "--name".into(),
             self.name.clone(),
             "--data-dir".into(),
