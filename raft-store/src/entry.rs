@@ -15,6 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::AddressLayout;
+use crate::policy::Policy;
 use crate::NodeId;
 
 /// The entry format this build writes and understands. An entry with a newer
@@ -123,6 +124,11 @@ pub enum Command {
         host: String,
         network: Option<String>,
         valid: Vec<ContainerInterface>,
+    },
+    /// Add a policy, or replace the one of the same name.
+    ApplyPolicy(Policy),
+    DeletePolicy {
+        name: String,
     },
 }
 
@@ -245,6 +251,8 @@ impl fmt::Display for Command {
                     valid.len()
                 )
             }
+            Command::ApplyPolicy(policy) => write!(f, "apply-policy {}", policy.name),
+            Command::DeletePolicy { name } => write!(f, "delete-policy {name}"),
         }
     }
 }

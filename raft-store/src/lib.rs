@@ -29,6 +29,7 @@
 
 pub mod entry;
 pub mod layout;
+pub mod policy;
 pub mod state;
 pub mod store;
 pub mod topology;

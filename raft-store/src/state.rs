@@ -18,6 +18,7 @@ use crate::entry::{
     MAX_ACTOR_BYTES, MAX_NOTE_BYTES, MAX_REQUEST_ID_BYTES,
 };
 use crate::layout::AddressLayout;
+use crate::policy::Policy;
 use crate::NodeId;
 
 /// How many request ids the projection remembers for idempotency. A client
@@ -50,6 +51,8 @@ pub struct ClusterState {
     /// Per host/tenant/segment block, the endpoint handed out last: the
     /// round-robin cursor.
     pub cursors: BTreeMap<BlockId, u32>,
+    /// Network policies by name.
+    pub policies: BTreeMap<String, PolicyRecord>,
     /// Number of notes ever recorded.
     pub notes_total: u64,
     /// The most recent notes, oldest first, at most [`MAX_RETAINED_NOTES`].
@@ -117,6 +120,14 @@ pub struct Allocation {
     pub allocated_at_ms: u64,
     /// Log index of the allocating request.
     pub allocated_index: u64,
+    pub actor: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub policy: Policy,
+    pub applied_at_ms: u64,
+    pub applied_index: u64,
     pub actor: String,
 }
 
@@ -231,6 +242,10 @@ pub enum Effect {
     GarbageCollected {
         released: Vec<Ipv4Addr>,
     },
+    PolicyApplied {
+        replaced: bool,
+    },
+    PolicyDeleted,
 }
 
 /// Why a request was refused. Rejections are outcomes like any other: every
@@ -313,6 +328,9 @@ pub enum Rejection {
         segment: String,
         capacity: u32,
     },
+    UnknownPolicy {
+        name: String,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -372,6 +390,7 @@ impl fmt::Display for Rejection {
                 f,
                 "{owner} already holds {address} in another host/tenant/segment; release it first"
             ),
+            Rejection::UnknownPolicy { name } => write!(f, "no policy named {name:?}"),
             Rejection::BlockFull {
                 host,
                 tenant,
@@ -431,6 +450,9 @@ impl fmt::Display for Effect {
                 write!(f, "nothing to collect")
             }
             Effect::GarbageCollected { released } => write!(f, "released {}", list(released)),
+            Effect::PolicyApplied { replaced: false } => write!(f, "policy applied"),
+            Effect::PolicyApplied { replaced: true } => write!(f, "policy replaced"),
+            Effect::PolicyDeleted => write!(f, "policy deleted"),
         }
     }
 }
@@ -561,6 +583,8 @@ impl ClusterState {
                 network,
                 valid,
             } => self.garbage_collect(host, network.as_deref(), valid),
+            Command::ApplyPolicy(policy) => self.apply_policy(policy, index, meta),
+            Command::DeletePolicy { name } => self.delete_policy(name),
         }
     }
 
@@ -804,5 +828,5 @@ mod tests {
         );
     }
 
-    const PINNED_HASH: &str = "613096b8980634cdf2ad70c3919bfb10f432b7a4ee888c157968e7441f13970c";
+    const PINNED_HASH: &str = "9d20da4b313d4edee3b27bb2c0d5631da134638c255500c80e9b730458ed953f";
 }

@@ -77,7 +77,8 @@ impl ApiError {
         match rejection {
             Rejection::UnknownNode { .. }
             | Rejection::UnknownTenant { .. }
-            | Rejection::UnknownSegment { .. } => ApiError::NotFound(message),
+            | Rejection::UnknownSegment { .. }
+            | Rejection::UnknownPolicy { .. } => ApiError::NotFound(message),
             Rejection::InvalidArgument { .. }
             | Rejection::InvalidMeta { .. }
             | Rejection::UnsupportedFormat { .. } => ApiError::BadRequest(message),

@@ -1,0 +1,382 @@
+//! Network policies: what they say, checked against the state.
+//!
+//! A policy names the endpoints it applies to (`applied_to`: tenant and
+//! optionally segment, or a CIDR), the other side (`peers`: any, hosts, a
+//! tenant/segment, or a CIDR with exceptions), a direction, and rules
+//! (protocol, ports, port ranges, ICMP type and code). Romana's own policies
+//! only open traffic; policies from Kubernetes NetworkPolicy also isolate the
+//! pods they select (`isolates`), as Kubernetes documents. The three input
+//! formats are translated to this one form before they enter the log.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::RequestMeta;
+use crate::state::{ClusterState, Effect, PolicyRecord, Rejection};
+
+/// Most items in any list of a policy (targets, peers, rules, ports).
+pub const MAX_POLICY_ITEMS: usize = 64;
+
+/// Longest policy name (Kubernetes policies are named `NAMESPACE/NAME`).
+pub const MAX_POLICY_NAME_BYTES: usize = 253;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Any,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// An IPv4 network: address with no bits set past the prefix.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cidr {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (text, "32"),
+        };
+        let address: Ipv4Addr = address
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IPv4 CIDR"))?;
+        let prefix_len: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("{text:?}: prefix length must be 0 to 32"))?;
+        let cidr = Self {
+            address,
+            prefix_len,
+        };
+        if u32::from(address) & !cidr.mask_bits() != 0 {
+            return Err(format!("{text:?} has bits set past its prefix length"));
+        }
+        Ok(cidr)
+    }
+
+    pub fn mask_bits(&self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix_len))
+        }
+    }
+
+    pub fn contains(&self, address: Ipv4Addr) -> bool {
+        u32::from(address) & self.mask_bits() == u32::from(self.address)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix_len)
+    }
+}
+
+/// Endpoints a policy applies to.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Every pod of a tenant, or of one of its segments.
+    Pods {
+        tenant: String,
+        segment: Option<String>,
+    },
+    Cidr(Cidr),
+}
+
+/// The other side of the traffic.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    Any,
+    /// The cluster's hosts (their underlay addresses).
+    Host,
+    Pods {
+        tenant: String,
+        segment: Option<String>,
+    },
+    Cidr {
+        cidr: Cidr,
+        except: Vec<Cidr>,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub protocol: Protocol,
+    pub ports: Vec<u16>,
+    pub port_ranges: Vec<(u16, u16)>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+}
+
+impl Rule {
+    /// Every protocol, every port.
+    pub fn any() -> Self {
+        Self {
+            protocol: Protocol::Any,
+            ports: Vec::new(),
+            port_ranges: Vec::new(),
+            icmp_type: None,
+            icmp_code: None,
+        }
+    }
+}
+
+/// Which input format a policy came in (for `policy show`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyFormat {
+    Romana,
+    Kubernetes,
+    ThirdPartyResource,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub name: String,
+    pub description: String,
+    pub direction: Direction,
+    pub applied_to: Vec<Target>,
+    pub peers: Vec<Peer>,
+    pub rules: Vec<Rule>,
+    /// Kubernetes semantics: the selected pods accept (ingress) or send
+    /// (egress) only what a policy allows, also within their tenant.
+    pub isolates: bool,
+    pub format: PolicyFormat,
+}
+
+/// Checks the parts of a policy that need no state: names, limits, ports,
+/// protocols. Errors name the field.
+pub fn validate(policy: &Policy) -> Result<(), String> {
+    let name_ok = !policy.name.is_empty()
+        && policy.name.len() <= MAX_POLICY_NAME_BYTES
+        && policy
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '/'));
+    if !name_ok {
+        return Err(format!(
+            "name {:?}: 1 to {MAX_POLICY_NAME_BYTES} lowercase letters, digits, '-', '.' or '/'",
+            policy.name
+        ));
+    }
+    if policy.description.len() > 1024 {
+        return Err("description: at most 1024 bytes".into());
+    }
+    for (field, count) in [
+        ("applied_to", policy.applied_to.len()),
+        ("peers", policy.peers.len()),
+        ("rules", policy.rules.len()),
+    ] {
+        if count == 0 {
+            return Err(format!("{field}: at least one entry is needed"));
+        }
+        if count > MAX_POLICY_ITEMS {
+            return Err(format!(
+                "{field}: at most {MAX_POLICY_ITEMS} entries, got {count}"
+            ));
+        }
+    }
+    for (i, peer) in policy.peers.iter().enumerate() {
+        if let Peer::Cidr { cidr, except } = peer {
+            if except.len() > MAX_POLICY_ITEMS {
+                return Err(format!(
+                    "peers[{i}].except: at most {MAX_POLICY_ITEMS} entries"
+                ));
+            }
+            for e in except {
+                if !(cidr.contains(e.address) && e.prefix_len >= cidr.prefix_len) {
+                    return Err(format!("peers[{i}].except: {e} is not inside {cidr}"));
+                }
+            }
+        }
+    }
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let field = format!("rules[{i}]");
+        let has_ports = !rule.ports.is_empty() || !rule.port_ranges.is_empty();
+        if has_ports && !matches!(rule.protocol, Protocol::Tcp | Protocol::Udp) {
+            return Err(format!("{field}: ports need protocol tcp or udp"));
+        }
+        if rule.ports.len() + rule.port_ranges.len() > MAX_POLICY_ITEMS {
+            return Err(format!(
+                "{field}: at most {MAX_POLICY_ITEMS} ports and ranges"
+            ));
+        }
+        if rule.ports.contains(&0) {
+            return Err(format!("{field}.ports: port 0 is not a port (1 to 65535)"));
+        }
+        for (start, end) in &rule.port_ranges {
+            if *start == 0 || start > end {
+                return Err(format!(
+                    "{field}.port_ranges: {start}-{end} is not a range within 1 to 65535"
+                ));
+            }
+        }
+        if (rule.icmp_type.is_some() || rule.icmp_code.is_some()) && rule.protocol != Protocol::Icmp
+        {
+            return Err(format!(
+                "{field}: icmp_type and icmp_code need protocol icmp"
+            ));
+        }
+        if rule.icmp_code.is_some() && rule.icmp_type.is_none() {
+            return Err(format!("{field}: icmp_code needs icmp_type"));
+        }
+    }
+    Ok(())
+}
+
+impl ClusterState {
+    /// The tenant (and segment) a policy names must exist.
+    fn check_pods(
+        &self,
+        field: &str,
+        tenant: &str,
+        segment: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let record = self
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| Rejection::UnknownTenant {
+                name: tenant.to_string(),
+            })?;
+        if let Some(segment) = segment {
+            if !record.segments.contains_key(segment) {
+                return Err(Rejection::InvalidArgument {
+                    reason: format!("{field}: tenant {tenant:?} has no segment {segment:?}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_policy(
+        &mut self,
+        policy: &Policy,
+        index: u64,
+        meta: &RequestMeta,
+    ) -> Result<Effect, Rejection> {
+        validate(policy).map_err(|reason| Rejection::InvalidArgument {
+            reason: format!("policy {:?}: {reason}", policy.name),
+        })?;
+        for (i, target) in policy.applied_to.iter().enumerate() {
+            if let Target::Pods { tenant, segment } = target {
+                self.check_pods(&format!("applied_to[{i}]"), tenant, segment.as_deref())?;
+            }
+        }
+        for (i, peer) in policy.peers.iter().enumerate() {
+            if let Peer::Pods { tenant, segment } = peer {
+                self.check_pods(&format!("peers[{i}]"), tenant, segment.as_deref())?;
+            }
+        }
+        let replaced = self
+            .policies
+            .insert(
+                policy.name.clone(),
+                PolicyRecord {
+                    policy: policy.clone(),
+                    applied_at_ms: meta.timestamp_ms,
+                    applied_index: index,
+                    actor: meta.actor.clone(),
+                },
+            )
+            .is_some();
+        Ok(Effect::PolicyApplied { replaced })
+    }
+
+    pub(crate) fn delete_policy(&mut self, name: &str) -> Result<Effect, Rejection> {
+        match self.policies.remove(name) {
+            Some(_) => Ok(Effect::PolicyDeleted),
+            None => Err(Rejection::UnknownPolicy {
+                name: name.to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            name: "web".into(),
+            description: String::new(),
+            direction: Direction::Ingress,
+            applied_to: vec![Target::Pods {
+                tenant: "t1".into(),
+                segment: Some("backend".into()),
+            }],
+            peers: vec![Peer::Any],
+            rules: vec![Rule {
+                protocol: Protocol::Tcp,
+                ports: vec![80],
+                ..Rule::any()
+            }],
+            isolates: false,
+            format: PolicyFormat::Romana,
+        }
+    }
+
+    #[test]
+    fn cidrs_parse_and_refuse_host_bits() {
+        assert_eq!(
+            Cidr::parse("10.1.0.0/16").expect("valid").to_string(),
+            "10.1.0.0/16"
+        );
+        assert_eq!(Cidr::parse("192.0.2.7").expect("valid").prefix_len, 32);
+        assert!(Cidr::parse("10.1.0.1/16").is_err());
+        assert!(Cidr::parse("10.1.0.0/40").is_err());
+        assert!(Cidr::parse("ten").is_err());
+    }
+
+    #[test]
+    fn bad_policies_name_the_field() {
+        assert!(validate(&policy()).is_ok());
+        let cases: Vec<(Box<dyn Fn(&mut Policy)>, &str)> = vec![
+            (Box::new(|p| p.name = "Bad Name".into()), "name"),
+            (Box::new(|p| p.peers.clear()), "peers"),
+            (Box::new(|p| p.rules[0].ports = vec![0]), "rules[0].ports"),
+            (
+                Box::new(|p| p.rules[0].port_ranges = vec![(90, 80)]),
+                "rules[0].port_ranges",
+            ),
+            (
+                Box::new(|p| p.rules[0].protocol = Protocol::Icmp),
+                "rules[0]: ports need",
+            ),
+            (Box::new(|p| p.rules[0].icmp_type = Some(8)), "icmp_type"),
+            (
+                Box::new(|p| {
+                    p.peers = vec![Peer::Cidr {
+                        cidr: Cidr::parse("10.0.0.0/8").expect("cidr"),
+                        except: vec![Cidr::parse("192.168.0.0/16").expect("cidr")],
+                    }]
+                }),
+                "peers[0].except",
+            ),
+        ];
+        for (change, field) in cases {
+            let mut bad = policy();
+            change(&mut bad);
+            let error = validate(&bad).expect_err("must be refused");
+            assert!(error.contains(field), "{error:?} should name {field}");
+        }
+    }
+}
