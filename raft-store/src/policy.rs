@@ -349,7 +349,8 @@ mod tests {
     #[test]
     fn bad_policies_name_the_field() {
         assert!(validate(&policy()).is_ok());
-        let cases: Vec<(Box<dyn Fn(&mut Policy)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Policy)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|p| p.name = "Bad Name".into()), "name"),
             (Box::new(|p| p.peers.clear()), "peers"),
             (Box::new(|p| p.rules[0].ports = vec![0]), "rules[0].ports"),
