@@ -125,8 +125,11 @@ pub enum Command {
         network: Option<String>,
         valid: Vec<ContainerInterface>,
     },
-    /// Add a policy, or replace the one of the same name.
-    ApplyPolicy(Policy),
+    /// Add policies (replacing those of the same names), all or none: one
+    /// file, or one Kubernetes NetworkPolicy, may give several.
+    ApplyPolicies {
+        policies: Vec<Policy>,
+    },
     DeletePolicy {
         name: String,
     },
@@ -251,7 +254,10 @@ impl fmt::Display for Command {
                     valid.len()
                 )
             }
-            Command::ApplyPolicy(policy) => write!(f, "apply-policy {}", policy.name),
+            Command::ApplyPolicies { policies } => {
+                let names: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+                write!(f, "apply-policies {}", names.join(","))
+            }
             Command::DeletePolicy { name } => write!(f, "delete-policy {name}"),
         }
     }

@@ -266,38 +266,52 @@ impl ClusterState {
         Ok(())
     }
 
-    pub(crate) fn apply_policy(
+    pub(crate) fn apply_policies(
         &mut self,
-        policy: &Policy,
+        policies: &[Policy],
         index: u64,
         meta: &RequestMeta,
     ) -> Result<Effect, Rejection> {
-        validate(policy).map_err(|reason| Rejection::InvalidArgument {
-            reason: format!("policy {:?}: {reason}", policy.name),
-        })?;
-        for (i, target) in policy.applied_to.iter().enumerate() {
-            if let Target::Pods { tenant, segment } = target {
-                self.check_pods(&format!("applied_to[{i}]"), tenant, segment.as_deref())?;
+        if policies.is_empty() || policies.len() > MAX_POLICY_ITEMS {
+            return Err(Rejection::InvalidArgument {
+                reason: format!(
+                    "apply 1 to {MAX_POLICY_ITEMS} policies at once, got {}",
+                    policies.len()
+                ),
+            });
+        }
+        // Every policy is checked before any is stored: all or none.
+        for policy in policies {
+            validate(policy).map_err(|reason| Rejection::InvalidArgument {
+                reason: format!("policy {:?}: {reason}", policy.name),
+            })?;
+            for (i, target) in policy.applied_to.iter().enumerate() {
+                if let Target::Pods { tenant, segment } = target {
+                    self.check_pods(&format!("applied_to[{i}]"), tenant, segment.as_deref())?;
+                }
+            }
+            for (i, peer) in policy.peers.iter().enumerate() {
+                if let Peer::Pods { tenant, segment } = peer {
+                    self.check_pods(&format!("peers[{i}]"), tenant, segment.as_deref())?;
+                }
             }
         }
-        for (i, peer) in policy.peers.iter().enumerate() {
-            if let Peer::Pods { tenant, segment } = peer {
-                self.check_pods(&format!("peers[{i}]"), tenant, segment.as_deref())?;
+        let mut replaced = 0;
+        for policy in policies {
+            let record = PolicyRecord {
+                policy: policy.clone(),
+                applied_at_ms: meta.timestamp_ms,
+                applied_index: index,
+                actor: meta.actor.clone(),
+            };
+            if self.policies.insert(policy.name.clone(), record).is_some() {
+                replaced += 1;
             }
         }
-        let replaced = self
-            .policies
-            .insert(
-                policy.name.clone(),
-                PolicyRecord {
-                    policy: policy.clone(),
-                    applied_at_ms: meta.timestamp_ms,
-                    applied_index: index,
-                    actor: meta.actor.clone(),
-                },
-            )
-            .is_some();
-        Ok(Effect::PolicyApplied { replaced })
+        Ok(Effect::PoliciesApplied {
+            names: policies.iter().map(|p| p.name.clone()).collect(),
+            replaced,
+        })
     }
 
     pub(crate) fn delete_policy(&mut self, name: &str) -> Result<Effect, Rejection> {

@@ -242,8 +242,9 @@ pub enum Effect {
     GarbageCollected {
         released: Vec<Ipv4Addr>,
     },
-    PolicyApplied {
-        replaced: bool,
+    PoliciesApplied {
+        names: Vec<String>,
+        replaced: usize,
     },
     PolicyDeleted,
 }
@@ -450,8 +451,9 @@ impl fmt::Display for Effect {
                 write!(f, "nothing to collect")
             }
             Effect::GarbageCollected { released } => write!(f, "released {}", list(released)),
-            Effect::PolicyApplied { replaced: false } => write!(f, "policy applied"),
-            Effect::PolicyApplied { replaced: true } => write!(f, "policy replaced"),
+            Effect::PoliciesApplied { names, replaced } => {
+                write!(f, "applied {} ({replaced} replaced)", names.join(", "))
+            }
             Effect::PolicyDeleted => write!(f, "policy deleted"),
         }
     }
@@ -583,7 +585,7 @@ impl ClusterState {
                 network,
                 valid,
             } => self.garbage_collect(host, network.as_deref(), valid),
-            Command::ApplyPolicy(policy) => self.apply_policy(policy, index, meta),
+            Command::ApplyPolicies { policies } => self.apply_policies(policies, index, meta),
             Command::DeletePolicy { name } => self.delete_policy(name),
         }
     }

@@ -28,11 +28,17 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use raft_store::layout::AddressParts;
+use std::collections::BTreeMap;
+
+use raft_store::policy::Protocol;
 use raft_store::state::ClusterState;
+
+use crate::policy_compiler::{compile, MatchRule, Verdict};
 
 /// The project's chain in the filter table.
 pub const CHAIN: &str = "ROMANA-FORWARD";
+/// Prefix of the helper chains of rules with exceptions (`ipBlock.except`).
+pub const EXCEPT_CHAIN_PREFIX: &str = "ROMANA-X-";
 /// Comment of the tail rule of FORWARD.
 const TAIL_COMMENT: &str = "romana: tail";
 
@@ -40,38 +46,112 @@ const TAIL_COMMENT: &str = "romana: tail";
 #[error("{0}")]
 pub struct FirewallError(String);
 
-/// The rules of [`CHAIN`], as `iptables -S` prints them. `None` before the
-/// layout is known.
-pub fn desired_rules(state: &ClusterState) -> Option<Vec<String>> {
-    let layout = state.layout()?;
-    let cidr = layout.cidr();
-    let mut rules = vec![
-        format!("-A {CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
-        format!("-A {CHAIN} ! -s {cidr} ! -d {cidr} -j RETURN"),
-    ];
-    let mask = layout.tenant_mask(false);
-    for (name, tenant) in &state.tenants {
-        let base = layout.address(AddressParts {
-            host: 0,
-            tenant: tenant.number,
-            segment: 0,
-            endpoint: 0,
-        });
-        rules.push(format!(
-            "-A {CHAIN} -s {base}/{mask} -d {base}/{mask} -m comment --comment \"tenant {name}\" -j ACCEPT"
-        ));
+/// The project's chains and their rules, as `iptables -S` prints them.
+pub type Chains = BTreeMap<String, Vec<String>>;
+
+fn render_matches(rule: &MatchRule) -> String {
+    let mut text = String::new();
+    if let Some(cidr) = &rule.not_pod_traffic {
+        let c = cidr.render();
+        return format!(" ! -s {c} ! -d {c}");
     }
-    rules.push(format!(
-        "-A {CHAIN} -s {cidr} -d {cidr} -m comment --comment \"romana: default deny between tenants\" -j DROP"
-    ));
-    rules.push(format!("-A {CHAIN} -j ACCEPT"));
-    Some(rules)
+    if let Some(source) = &rule.source {
+        text.push_str(&format!(" -s {}", source.render()));
+    }
+    if let Some(destination) = &rule.destination {
+        text.push_str(&format!(" -d {}", destination.render()));
+    }
+    let protocol = match rule.protocol {
+        Protocol::Any => None,
+        Protocol::Tcp => Some("tcp"),
+        Protocol::Udp => Some("udp"),
+        Protocol::Icmp => Some("icmp"),
+    };
+    if let Some(protocol) = protocol {
+        text.push_str(&format!(" -p {protocol}"));
+        let item = |(start, end): &(u16, u16)| {
+            if start == end {
+                start.to_string()
+            } else {
+                format!("{start}:{end}")
+            }
+        };
+        match rule.ports.as_slice() {
+            [] => {}
+            [single] => text.push_str(&format!(" -m {protocol} --dport {}", item(single))),
+            many => text.push_str(&format!(
+                " -m multiport --dports {}",
+                many.iter().map(item).collect::<Vec<_>>().join(",")
+            )),
+        }
+        if let Some((icmp_type, code)) = rule.icmp {
+            match code {
+                Some(code) => text.push_str(&format!(" -m icmp --icmp-type {icmp_type}/{code}")),
+                None => text.push_str(&format!(" -m icmp --icmp-type {icmp_type}")),
+            }
+        }
+    }
+    text
+}
+
+/// The project's chains for the compiled rules.
+pub fn render(rules: &[MatchRule]) -> Chains {
+    let mut chains = Chains::new();
+    let mut main = Vec::new();
+    for rule in rules {
+        let target = match rule.verdict {
+            Verdict::Accept => "ACCEPT",
+            Verdict::Drop => "DROP",
+            Verdict::Return => "RETURN",
+        };
+        if rule.established {
+            main.push(format!(
+                "-A {CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+            ));
+            continue;
+        }
+        let matches = render_matches(rule);
+        let comment = match rule.origin.as_str() {
+            "not pod traffic" | "pod traffic to or from outside the cluster" => String::new(),
+            origin => format!(" -m comment --comment \"{origin}\""),
+        };
+        if rule.source_except.is_empty() && rule.destination_except.is_empty() {
+            main.push(format!("-A {CHAIN}{matches}{comment} -j {target}"));
+            continue;
+        }
+        let helper = format!("{EXCEPT_CHAIN_PREFIX}{}", chains.len() + 1);
+        main.push(format!("-A {CHAIN}{matches}{comment} -j {helper}"));
+        let mut lines: Vec<String> = rule
+            .source_except
+            .iter()
+            .map(|e| format!("-A {helper} -s {} -j RETURN", e.render()))
+            .collect();
+        lines.extend(
+            rule.destination_except
+                .iter()
+                .map(|e| format!("-A {helper} -d {} -j RETURN", e.render())),
+        );
+        lines.push(format!("-A {helper} -j {target}"));
+        chains.insert(helper, lines);
+    }
+    chains.insert(CHAIN.to_string(), main);
+    chains
+}
+
+/// The project's chains for the state; `None` before the layout is known.
+pub fn desired_chains(state: &ClusterState) -> Option<Chains> {
+    compile(state).map(|rules| render(&rules))
+}
+
+/// The rules of [`CHAIN`] alone (tests, docs).
+pub fn desired_rules(state: &ClusterState) -> Option<Vec<String>> {
+    desired_chains(state).and_then(|mut chains| chains.remove(CHAIN))
 }
 
 /// What the kernel has.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Observed {
-    pub chain_rules: Vec<String>,
+    pub chains: Chains,
     pub has_jump: bool,
     pub has_tail: bool,
     pub policy_drop: bool,
@@ -95,42 +175,68 @@ fn iptables(args: &[&str]) -> Result<String, FirewallError> {
 }
 
 pub fn observe() -> Result<Observed, FirewallError> {
-    let forward = iptables(&["-S", "FORWARD"])?;
-    let chain_rules = match iptables(&["-S", CHAIN]) {
-        Ok(text) => text
-            .lines()
-            .filter(|l| l.starts_with("-A "))
-            .map(str::to_string)
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let all = iptables(&["-S"])?;
+    let mut chains = Chains::new();
+    for line in all.lines() {
+        if let Some(chain) = line.strip_prefix("-N ") {
+            if chain == CHAIN || chain.starts_with(EXCEPT_CHAIN_PREFIX) {
+                chains.entry(chain.to_string()).or_default();
+            }
+        } else if let Some(rest) = line.strip_prefix("-A ") {
+            let chain = rest.split_whitespace().next().unwrap_or_default();
+            if let Some(rules) = chains.get_mut(chain) {
+                rules.push(line.to_string());
+            }
+        }
+    }
     Ok(Observed {
-        chain_rules,
-        has_jump: forward
-            .lines()
-            .any(|l| l == format!("-A FORWARD -j {CHAIN}")),
-        has_tail: forward
+        chains,
+        has_jump: all.lines().any(|l| l == format!("-A FORWARD -j {CHAIN}")),
+        has_tail: all
             .lines()
             .any(|l| l == format!("-A FORWARD -m comment --comment \"{TAIL_COMMENT}\" -j ACCEPT")),
-        policy_drop: forward.lines().any(|l| l == "-P FORWARD DROP"),
+        policy_drop: all.lines().any(|l| l == "-P FORWARD DROP"),
     })
 }
 
 /// The `iptables-restore --noflush` input turning `observed` into
-/// `desired`; `None` if nothing differs.
-pub fn restore_input(desired: &[String], observed: &Observed) -> Option<String> {
-    if observed.chain_rules == desired
-        && observed.has_jump
-        && observed.has_tail
-        && observed.policy_drop
+/// `desired`; `None` if nothing differs. One transaction: chains declared
+/// and refilled, stale helper chains flushed and deleted after the main
+/// chain no longer jumps to them.
+pub fn restore_input(desired: &Chains, observed: &Observed) -> Option<String> {
+    if observed.chains == *desired && observed.has_jump && observed.has_tail && observed.policy_drop
     {
         return None;
     }
     let mut input = String::from("*filter\n:FORWARD DROP [0:0]\n");
-    input.push_str(&format!(":{CHAIN} - [0:0]\n-F {CHAIN}\n"));
-    for rule in desired {
+    for chain in desired.keys() {
+        input.push_str(&format!(":{chain} - [0:0]\n-F {chain}\n"));
+    }
+    let stale: Vec<&String> = observed
+        .chains
+        .keys()
+        .filter(|c| !desired.contains_key(*c))
+        .collect();
+    for chain in &stale {
+        input.push_str(&format!("-F {chain}\n"));
+    }
+    // Helper chains first, so the main chain's jumps find them filled.
+    for rules in desired
+        .iter()
+        .filter(|(c, _)| c.as_str() != CHAIN)
+        .map(|(_, rules)| rules)
+    {
+        for rule in rules {
+            input.push_str(rule);
+            input.push('\n');
+        }
+    }
+    for rule in desired.get(CHAIN).into_iter().flatten() {
         input.push_str(rule);
         input.push('\n');
+    }
+    for chain in &stale {
+        input.push_str(&format!("-X {chain}\n"));
     }
     if !observed.has_jump {
         input.push_str(&format!("-I FORWARD 1 -j {CHAIN}\n"));
@@ -172,7 +278,7 @@ fn restore(input: &str) -> Result<(), FirewallError> {
 
 /// One pass: observe, and apply the difference as one transaction. Returns
 /// whether anything was changed. Blocking.
-pub fn reconcile(desired: &[String]) -> Result<bool, FirewallError> {
+pub fn reconcile(desired: &Chains) -> Result<bool, FirewallError> {
     let observed = observe()?;
     match restore_input(desired, &observed) {
         Some(input) => restore(&input).map(|()| true),
@@ -188,7 +294,7 @@ pub fn cleanup() -> Vec<String> {
     let Ok(observed) = observe() else {
         return vec!["cannot read the filter table".into()];
     };
-    let chain_exists = iptables(&["-S", CHAIN]).is_ok();
+    let chain_exists = !observed.chains.is_empty();
     if !(observed.has_jump || observed.has_tail || chain_exists) {
         // Nothing of ours: leave FORWARD's policy to whoever set it.
         return problems;
@@ -213,9 +319,11 @@ pub fn cleanup() -> Vec<String> {
             "ACCEPT",
         ]);
     }
-    if chain_exists {
-        attempt(&["-F", CHAIN]);
-        attempt(&["-X", CHAIN]);
+    for chain in observed.chains.keys() {
+        attempt(&["-F", chain]);
+    }
+    for chain in observed.chains.keys() {
+        attempt(&["-X", chain]);
     }
     attempt(&["-P", "FORWARD", "ACCEPT"]);
     problems
@@ -282,15 +390,16 @@ mod tests {
     #[test]
     fn nothing_to_do_when_converged_and_one_transaction_otherwise() {
         let rules = desired_rules(&state_with_tenants(&["t1"])).expect("rules");
+        let chains: Chains = [(CHAIN.to_string(), rules)].into();
         let converged = Observed {
-            chain_rules: rules.clone(),
+            chains: chains.clone(),
             has_jump: true,
             has_tail: true,
             policy_drop: true,
         };
-        assert_eq!(restore_input(&rules, &converged), None);
+        assert_eq!(restore_input(&chains, &converged), None);
         let flushed = Observed::default();
-        let input = restore_input(&rules, &flushed).expect("changes");
+        let input = restore_input(&chains, &flushed).expect("changes");
         assert!(input.starts_with("*filter\n:FORWARD DROP [0:0]\n"));
         assert!(input.contains("-I FORWARD 1 -j ROMANA-FORWARD\n"));
         assert!(input.ends_with("COMMIT\n"));

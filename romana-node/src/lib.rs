@@ -39,6 +39,8 @@ pub mod firewall;
 pub mod http_client;
 pub mod ipam_api;
 pub mod node;
+pub mod policy_compiler;
+pub mod policy_formats;
 pub mod reconciler;
 
 /// Sets up `tracing` output: `RUST_LOG`-style filter (default `info`), text
