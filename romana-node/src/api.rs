@@ -159,6 +159,7 @@ fn api_routes(node: Node) -> Router {
         .route(PATH_JOIN, post(join))
         .route(PATH_INTERNAL_PROPOSE, post(internal_propose))
         .merge(crate::ipam_api::routes())
+        .merge(crate::policy_api::routes())
         .with_state(node)
 }
 

@@ -19,6 +19,7 @@ use crate::ipam_api::{
     SegmentView, TenantView, PATH_ADDRESSES, PATH_ALLOCATIONS, PATH_HOSTS, PATH_LAYOUT,
     PATH_RELEASE, PATH_TENANTS,
 };
+use crate::policy_api::{ExplainView, PolicyView, PATH_EXPLAIN, PATH_POLICIES};
 
 #[derive(Parser, Debug)]
 #[command(name = "romanactl", version, about = "Operate a Romana cluster")]
@@ -81,6 +82,36 @@ pub enum CtlCommand {
     Ipam {
         #[command(subcommand)]
         command: IpamCommand,
+    },
+    /// Network policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Apply a policy file: Romana JSON (`securitypolicies`), or a
+    /// Kubernetes NetworkPolicy in YAML or JSON (detected).
+    Apply {
+        /// The file, or - for standard input.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// List the policies.
+    List,
+    /// Show one policy.
+    Show { name: String },
+    /// Delete a policy.
+    Delete { name: String },
+    /// Would a new connection from SRC to DST be allowed, and which rule or
+    /// default decides? PROTO/PORT: tcp/80, udp/53, icmp, icmp/8 (type).
+    Explain {
+        src: String,
+        dst: String,
+        #[arg(value_name = "PROTO/PORT")]
+        protocol_port: Option<String>,
     },
 }
 
@@ -211,6 +242,7 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
         CtlCommand::Tenant { command } => tenant_command(&client, cli.output, command).await,
         CtlCommand::Segment { command } => segment_command(&client, cli.output, command).await,
         CtlCommand::Ipam { command } => ipam_command(&client, cli.output, command).await,
+        CtlCommand::Policy { command } => policy_command(&client, cli.output, command).await,
         CtlCommand::Note { text, request_id } => {
             let result: WriteResult = client
                 .post(PATH_NOTES, &NoteBody { text, request_id })
@@ -394,6 +426,115 @@ async fn ipam_command(
             };
             let result: WriteResult = client.post(PATH_RELEASE, &body).await.map_err(api)?;
             render(output, &result, written)
+        }
+    }
+}
+
+async fn policy_command(
+    client: &ApiClient,
+    output: Output,
+    command: PolicyCommand,
+) -> Result<String, Error> {
+    match command {
+        PolicyCommand::Apply { file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| Error::Config(format!("cannot read standard input: {e}")))?;
+                text
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| Error::Config(format!("cannot read {}: {e}", file.display())))?
+            };
+            let (status, body) = client
+                .raw(
+                    hyper::Method::POST,
+                    PATH_POLICIES,
+                    "application/octet-stream",
+                    text.into_bytes(),
+                )
+                .await
+                .map_err(api)?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            if !status.is_success() {
+                let message = value
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("refused")
+                    .to_string();
+                return Err(Error::Api(message));
+            }
+            let result: WriteResult = serde_json::from_value(value)
+                .map_err(|e| Error::Api(format!("unexpected answer: {e}")))?;
+            render(output, &result, written)
+        }
+        PolicyCommand::List => {
+            let policies: Vec<PolicyView> = client.get(PATH_POLICIES).await.map_err(api)?;
+            render(output, &policies, |policies| {
+                let rows: Vec<Vec<String>> = policies
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.name.clone(),
+                            format!("{:?}", p.policy.direction).to_lowercase(),
+                            format!("{:?}", p.policy.format).to_lowercase(),
+                            p.policy.rules.len().to_string(),
+                            p.applied_index.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["NAME", "DIRECTION", "FORMAT", "RULES", "LOG INDEX"],
+                    &rows,
+                )
+            })
+        }
+        PolicyCommand::Show { name } => {
+            let view: PolicyView = client
+                .get(&format!("{PATH_POLICIES}/{name}"))
+                .await
+                .map_err(api)?;
+            // A policy is a structure: JSON is the readable form for both.
+            serde_json::to_string_pretty(&view)
+                .map(|t| t + "\n")
+                .map_err(|e| Error::Api(e.to_string()))
+        }
+        PolicyCommand::Delete { name } => {
+            let result: WriteResult = client
+                .delete(&format!("{PATH_POLICIES}/{name}"))
+                .await
+                .map_err(api)?;
+            render(output, &result, written)
+        }
+        PolicyCommand::Explain {
+            src,
+            dst,
+            protocol_port,
+        } => {
+            let mut query = format!("src={src}&dst={dst}");
+            if let Some(spec) = protocol_port {
+                let (protocol, port) = match spec.split_once('/') {
+                    Some((protocol, port)) => (protocol.to_string(), Some(port.to_string())),
+                    None => (spec.clone(), None),
+                };
+                query.push_str(&format!("&protocol={protocol}"));
+                if let Some(port) = port {
+                    let port: u16 = port.parse().map_err(|_| {
+                        Error::Config(format!(
+                            "{spec:?}: the port must be a number from 0 to 65535"
+                        ))
+                    })?;
+                    query.push_str(&format!("&port={port}"));
+                }
+            }
+            let view: ExplainView = client
+                .get(&format!("{PATH_EXPLAIN}?{query}"))
+                .await
+                .map_err(api)?;
+            render(output, &view, |v| {
+                format!("{}: {}\n", v.verdict, v.decided_by)
+            })
         }
     }
 }

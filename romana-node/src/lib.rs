@@ -39,6 +39,7 @@ pub mod firewall;
 pub mod http_client;
 pub mod ipam_api;
 pub mod node;
+pub mod policy_api;
 pub mod policy_compiler;
 pub mod policy_formats;
 pub mod reconciler;
