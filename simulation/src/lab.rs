@@ -464,6 +464,17 @@ impl Lab {
 
     /// Starts a pod on `host` in `tenant`.
     pub fn add_pod(&mut self, host: &str, tenant: &str, name: &str) -> Result<Pod> {
+        self.add_pod_in_segment(host, tenant, None, name)
+    }
+
+    /// Starts a pod on `host` in `tenant`, in `segment` (default: `default`).
+    pub fn add_pod_in_segment(
+        &mut self,
+        host: &str,
+        tenant: &str,
+        segment: Option<&str>,
+        name: &str,
+    ) -> Result<Pod> {
         let valid = !name.is_empty()
             && name.len() <= 40
             && name
@@ -482,7 +493,10 @@ impl Lab {
         let container_id = format!("lab-{}-{name}", self.config.name);
         run("ip", &["netns", "add", &netns])?;
         let _ = in_netns(&netns, &["ip", "link", "set", "lo", "up"]);
-        let config = self.network_config(&host, tenant);
+        let mut config = self.network_config(&host, tenant);
+        if let Some(segment) = segment {
+            config["segment"] = json!(segment);
+        }
         let result = match self.invoke_plugin(&host, "ADD", &config, &container_id, Some(&netns)) {
             Ok(result) => result,
             Err(e) => {

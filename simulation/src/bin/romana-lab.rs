@@ -70,6 +70,9 @@ enum PodCommand {
         host: String,
         tenant: String,
         name: String,
+        /// Segment of the tenant [default: default].
+        #[arg(long)]
+        segment: Option<String>,
     },
     /// Delete a pod.
     Del { name: String },
@@ -128,8 +131,13 @@ fn execute(cli: Cli) -> Result<(), lab::LabError> {
         LabCommand::Pod { command } => {
             let mut lab = Lab::load(&cli.dir)?;
             match command {
-                PodCommand::Add { host, tenant, name } => {
-                    let pod = lab.add_pod(&host, &tenant, &name)?;
+                PodCommand::Add {
+                    host,
+                    tenant,
+                    name,
+                    segment,
+                } => {
+                    let pod = lab.add_pod_in_segment(&host, &tenant, segment.as_deref(), &name)?;
                     println!("{} {} {} {}", pod.name, pod.host, pod.tenant, pod.ip);
                 }
                 PodCommand::Del { name } => lab.delete_pod(&name)?,
