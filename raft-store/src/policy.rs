@@ -314,13 +314,26 @@ impl ClusterState {
         })
     }
 
+    /// Deletes the policy `name`, and every policy named `name/...` (a
+    /// Kubernetes NetworkPolicy `NS/NAME` is stored as `NS/NAME/ingress/0`,
+    /// ...; deleting `NS/NAME` deletes them all).
     pub(crate) fn delete_policy(&mut self, name: &str) -> Result<Effect, Rejection> {
-        match self.policies.remove(name) {
-            Some(_) => Ok(Effect::PolicyDeleted),
-            None => Err(Rejection::UnknownPolicy {
+        let prefix = format!("{name}/");
+        let doomed: Vec<String> = self
+            .policies
+            .keys()
+            .filter(|key| key.as_str() == name || key.starts_with(&prefix))
+            .cloned()
+            .collect();
+        if doomed.is_empty() {
+            return Err(Rejection::UnknownPolicy {
                 name: name.to_string(),
-            }),
+            });
         }
+        for key in &doomed {
+            self.policies.remove(key);
+        }
+        Ok(Effect::PolicyDeleted)
     }
 }
 

@@ -178,3 +178,36 @@ pub fn udp_reaches(netns: &str, server_netns: &str, address: &str, port: u16) ->
     let output = listener.wait_with_output().expect("listener output");
     String::from_utf8_lossy(&output.stdout).contains("got")
 }
+
+/// The project's rules on a host.
+pub fn rules_of(lab: &LabGuard, host: &str) -> String {
+    in_netns(&lab.netns(host), &["iptables", "-S", "ROMANA-FORWARD"]).unwrap_or_default()
+}
+
+impl LabGuard {
+    pub fn pod_in(&mut self, host: &str, tenant: &str, segment: &str, name: &str) -> String {
+        self.lab
+            .add_pod_in_segment(host, tenant, Some(segment), name)
+            .unwrap_or_else(|e| panic!("pod {name}: {e}"))
+            .ip
+    }
+
+    /// romanactl against host1.
+    pub fn try_ctl(&self, args: &[&str]) -> Result<String, String> {
+        let host = self.lab.host("host1").expect("host1");
+        self.lab.ctl(host, args).map_err(|e| e.to_string())
+    }
+
+    /// Waits until every host's rules satisfy `condition`.
+    pub fn wait_rules(&self, what: &str, condition: impl Fn(&str) -> bool) {
+        self.wait_until(what, |lab| {
+            (1..=lab.lab.hosts.len()).all(|h| {
+                in_netns(
+                    &lab.netns(&format!("host{h}")),
+                    &["iptables", "-S", "ROMANA-FORWARD"],
+                )
+                .is_ok_and(|rules| condition(&rules))
+            })
+        });
+    }
+}
