@@ -53,6 +53,17 @@ fn tenants_are_isolated_and_traffic_within_a_tenant_flows() {
     }
     // The host reaches its own pods (kubelet probes).
     assert!(lab.pings("host1", &b1));
+    // `policy explain` says what the packets did.
+    let explain = |src: &str, dst: &str, what: &str| {
+        let out = lab.try_ctl(&["policy", "explain", src, dst, what]).expect("explain");
+        out.split(':').next().unwrap_or_default().trim().to_string()
+    };
+    for what in ["icmp/8", "tcp/8080", "udp/9000"] {
+        assert_eq!(explain(&a1, &a2, what), "allowed", "t1 -> t1 {what}");
+        assert_eq!(explain(&a1, &b3, what), "denied", "t1 -> t2 {what}");
+        assert_eq!(explain(&b3, &a1, what), "denied", "t2 -> t1 {what}");
+        assert_eq!(explain(&b1, &a2, what), "denied", "t2 -> t1 {what}");
+    }
 }
 
 fn rule_count(lab: &LabGuard, host: &str) -> usize {
