@@ -11,74 +11,21 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{host_veths, sh, unique, Invocation, Netns, Node, SharedHostportChains, PLUGIN};
+use common::{
+    host_veths, plugin_dirs, reference_plugin, run_plugin, sh, unique, Invocation, Netns, Node,
+    SharedHostportChains, PLUGIN,
+};
 use serde_json::{json, Value};
 
 const CNI_VERSION: &str = "1.0.0";
 const CONTAINER_PORT: u16 = 8080;
 const BUSYBOX: &str = "/bin/busybox";
-
-/// Where runtimes look for plugins: `CNI_PATH` if set, then the usual dirs.
-fn plugin_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var("CNI_PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    dirs.extend(["/opt/cni/bin", "/usr/lib/cni"].map(PathBuf::from));
-    dirs
-}
-
-fn reference_plugin(name: &str) -> PathBuf {
-    plugin_dirs()
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!("no reference plugin {name} in {:?}: install containernetworking-plugins (deploy/lib/prerequisites.sh)", plugin_dirs())
-        })
-}
-
-/// Runs any plugin binary the way `common::invoke` runs ours.
-fn run_plugin(binary: &Path, env: &[(&str, &str)], stdin: &str) -> Invocation {
-    let mut command = Command::new(binary);
-    for var in [
-        "CNI_COMMAND",
-        "CNI_CONTAINERID",
-        "CNI_NETNS",
-        "CNI_IFNAME",
-        "CNI_ARGS",
-        "CNI_PATH",
-    ] {
-        command.env_remove(var);
-    }
-    let mut child = command
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("plugin output");
-    Invocation {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
-    }
-}
 
 /// One attachment of a conflist: the plugins in order, what has been ADDed
 /// so far and the cached result. Dropping it DELs whatever was ADDed (in

@@ -32,22 +32,12 @@ const BUSYBOX: &str = "/bin/busybox";
 /// The busybox applets the image links.
 const APPLETS: [&str; 8] = ["sh", "ping", "sleep", "ip", "nc", "echo", "cat", "ls"];
 
-/// The dir holding the reference plugins: `CNI_PATH`, /opt/cni/bin or
-/// /usr/lib/cni, the first that has portmap.
+/// The dir holding the reference plugins (the one that has portmap).
 fn reference_plugin_dir() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var("CNI_PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    dirs.extend(["/opt/cni/bin", "/usr/lib/cni"].map(PathBuf::from));
-    dirs.iter()
-        .find(|d| d.join("portmap").is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("no reference plugins in {dirs:?}: install containernetworking-plugins (deploy/lib/prerequisites.sh)")
-        })
+    common::reference_plugin("portmap")
+        .parent()
+        .map(Path::to_path_buf)
+        .expect("a plugin path has a parent dir")
 }
 
 /// Does the ELF file ask for a program interpreter (dynamic linking)?

@@ -55,7 +55,9 @@ fn tenants_are_isolated_and_traffic_within_a_tenant_flows() {
     assert!(lab.pings("host1", &b1));
     // `policy explain` says what the packets did.
     let explain = |src: &str, dst: &str, what: &str| {
-        let out = lab.try_ctl(&["policy", "explain", src, dst, what]).expect("explain");
+        let out = lab
+            .try_ctl(&["policy", "explain", src, dst, what])
+            .expect("explain");
         out.split(':').next().unwrap_or_default().trim().to_string()
     };
     for what in ["icmp/8", "tcp/8080", "udp/9000"] {

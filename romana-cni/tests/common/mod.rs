@@ -280,7 +280,13 @@ impl Invocation {
 
 /// Runs the plugin with `CNI_*` variables (only those given) and `stdin`.
 pub fn invoke(env: &[(&str, &str)], stdin: &str) -> Invocation {
-    let mut command = Command::new(PLUGIN);
+    run_plugin(Path::new(PLUGIN), env, stdin)
+}
+
+/// Runs any plugin binary as a runtime does: only the given `CNI_*`
+/// variables, `stdin` as the config.
+pub fn run_plugin(binary: &Path, env: &[(&str, &str)], stdin: &str) -> Invocation {
+    let mut command = Command::new(binary);
     for var in [
         "CNI_COMMAND",
         "CNI_CONTAINERID",
@@ -297,7 +303,7 @@ pub fn invoke(env: &[(&str, &str)], stdin: &str) -> Invocation {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the plugin");
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
     child
         .stdin
         .take()
@@ -310,6 +316,28 @@ pub fn invoke(env: &[(&str, &str)], stdin: &str) -> Invocation {
         stdout: String::from_utf8_lossy(&output.stdout).trim().to_string(),
         stderr: String::from_utf8_lossy(&output.stderr).to_string(),
     }
+}
+
+/// Where runtimes look for plugins: `CNI_PATH` if set, then the usual dirs.
+pub fn plugin_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var("CNI_PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    dirs.extend(["/opt/cni/bin", "/usr/lib/cni"].map(PathBuf::from));
+    dirs
+}
+
+pub fn reference_plugin(name: &str) -> PathBuf {
+    plugin_dirs()
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!("no reference plugin {name} in {:?}: install containernetworking-plugins (deploy/lib/prerequisites.sh)", plugin_dirs())
+        })
 }
 
 /// ADD / CHECK / DEL with the usual variables.
