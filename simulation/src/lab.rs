@@ -264,46 +264,19 @@ impl Lab {
         let data_dir = host_dir.join("data");
         let socket = host_dir.join("romana.sock");
         let log = host_dir.join("node.log");
-        let log_file = fs::File::create(&log)
+        fs::File::create(&log)
             .map_err(|e| LabError::Message(format!("create {}: {e}", log.display())))?;
-        let node_binary = config.bin_dir.join("romana-node");
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &netns])
-            .arg(&node_binary)
-            .args(["run", "--name", &name, "--listen", &format!("{ip}:9600")])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--api-socket")
-            .arg(&socket)
-            .arg("--cluster-secret-file")
-            .arg(secret)
-            .args(&config.node_args);
-        if index > 1 {
-            command.args(["--join", &format!("{}:9600", config.underlay_ip(1))]);
-        }
-        let log_clone = log_file
-            .try_clone()
-            .map_err(|e| LabError::Message(e.to_string()))?;
-        let child = command
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log_clone)
-            .stderr(log_file)
-            .spawn()
-            .map_err(|e| LabError::Message(format!("start romana-node on {name}: {e}")))?;
-        Ok(Host {
+        let mut host = Host {
             name,
             netns,
             underlay_ip: ip,
-            pid: child.id(),
+            pid: 0,
             data_dir,
             socket,
             log,
-        })
+        };
+        host.pid = start_node(config, &host, index, secret)?;
+        Ok(host)
     }
 
     /// Restarts a host's node from its data dir (after `kill`).
@@ -313,50 +286,10 @@ impl Lab {
             .iter()
             .position(|h| h.name == name)
             .ok_or_else(|| LabError::Message(format!("no host {name}")))?;
-        let secret = self.config.dir.join("cluster-secret");
         let number: usize = name.trim_start_matches("host").parse().unwrap_or(index + 1);
-        let netns = self.hosts[index].netns.clone();
+        let secret = self.config.dir.join("cluster-secret");
         // The namespace and its eth0 exist already: start only the node.
-        let host = &self.hosts[index];
-        let log_file = fs::OpenOptions::new()
-            .append(true)
-            .open(&host.log)
-            .map_err(|e| LabError::Message(e.to_string()))?;
-        let log_clone = log_file
-            .try_clone()
-            .map_err(|e| LabError::Message(e.to_string()))?;
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &netns])
-            .arg(self.config.bin_dir.join("romana-node"))
-            .args([
-                "run",
-                "--name",
-                name,
-                "--listen",
-                &format!("{}:9600", host.underlay_ip),
-            ])
-            .arg("--data-dir")
-            .arg(&host.data_dir)
-            .arg("--api-socket")
-            .arg(&host.socket)
-            .arg("--cluster-secret-file")
-            .arg(&secret)
-            .args(&self.config.node_args);
-        if number > 1 {
-            command.args(["--join", &format!("{}:9600", self.config.underlay_ip(1))]);
-        }
-        let child = command
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log_clone)
-            .stderr(log_file)
-            .spawn()
-            .map_err(|e| LabError::Message(format!("restart romana-node on {name}: {e}")))?;
-        self.hosts[index].pid = child.id();
+        self.hosts[index].pid = start_node(&self.config, &self.hosts[index], number, &secret)?;
         self.save()
     }
 
@@ -560,6 +493,51 @@ impl Lab {
         };
         in_netns(&netns, command)
     }
+}
+
+/// Starts `host`'s node inside its namespace (host `number` 1 creates the
+/// cluster, the others join it), appending to its log; returns the pid.
+fn start_node(config: &LabConfig, host: &Host, number: usize, secret: &Path) -> Result<u32> {
+    let log_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&host.log)
+        .map_err(|e| LabError::Message(format!("open {}: {e}", host.log.display())))?;
+    let log_clone = log_file
+        .try_clone()
+        .map_err(|e| LabError::Message(e.to_string()))?;
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", &host.netns])
+        .arg(config.bin_dir.join("romana-node"))
+        .args([
+            "run",
+            "--name",
+            &host.name,
+            "--listen",
+            &format!("{}:9600", host.underlay_ip),
+        ])
+        .arg("--data-dir")
+        .arg(&host.data_dir)
+        .arg("--api-socket")
+        .arg(&host.socket)
+        .arg("--cluster-secret-file")
+        .arg(secret)
+        .args(&config.node_args);
+    if number > 1 {
+        command.args(["--join", &format!("{}:9600", config.underlay_ip(1))]);
+    }
+    let child = command
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log_clone)
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| LabError::Message(format!("start romana-node on {}: {e}", host.name)))?;
+    Ok(child.id())
 }
 
 /// Kills a process and its children (the node runs under `ip netns exec`,
