@@ -370,22 +370,12 @@ impl Netlink {
         oif: u32,
         context: &str,
     ) -> Result<()> {
-        let mut message = RouteMessage::default();
-        message.header.address_family = AddressFamily::Inet;
-        message.header.destination_prefix_length = prefix_len;
-        message.header.table = RouteHeader::RT_TABLE_MAIN;
-        message.header.protocol = RouteProtocol::Other(ROMANA_ROUTE_PROTOCOL);
-        message.header.kind = RouteType::Unicast;
-        message.header.scope = if gateway.is_some() {
+        let scope = if gateway.is_some() {
             RouteScope::Universe
         } else {
             RouteScope::Link
         };
-        if prefix_len > 0 {
-            message
-                .attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
-        }
+        let mut message = romana_route_message(destination, prefix_len, scope);
         if let Some(gateway) = gateway {
             message
                 .attributes
@@ -408,16 +398,7 @@ impl Netlink {
         prefix_len: u8,
         gateway: Ipv4Addr,
     ) -> Result<()> {
-        let mut message = RouteMessage::default();
-        message.header.address_family = AddressFamily::Inet;
-        message.header.destination_prefix_length = prefix_len;
-        message.header.table = RouteHeader::RT_TABLE_MAIN;
-        message.header.protocol = RouteProtocol::Other(ROMANA_ROUTE_PROTOCOL);
-        message.header.kind = RouteType::Unicast;
-        message.header.scope = RouteScope::Universe;
-        message
-            .attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        let mut message = romana_route_message(destination, prefix_len, RouteScope::Universe);
         message
             .attributes
             .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
@@ -432,15 +413,8 @@ impl Netlink {
     /// Deletes the main-table route to `destination/prefix_len` with
     /// Romana's protocol. Gone already is success.
     pub fn delete_romana_route(&mut self, destination: Ipv4Addr, prefix_len: u8) -> Result<()> {
-        let mut message = RouteMessage::default();
-        message.header.address_family = AddressFamily::Inet;
-        message.header.destination_prefix_length = prefix_len;
-        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        let mut message = route_message(destination, prefix_len, RouteScope::NoWhere);
         message.header.protocol = RouteProtocol::Other(ROMANA_ROUTE_PROTOCOL);
-        message.header.scope = RouteScope::NoWhere;
-        message
-            .attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
         let context = format!("delete route {destination}/{prefix_len}");
         match self.request(RouteNetlinkMessage::DelRoute(message), NLM_F_ACK, &context) {
             Ok(_) => Ok(()),
@@ -458,14 +432,7 @@ impl Netlink {
         oif: u32,
         context: &str,
     ) -> Result<()> {
-        let mut message = RouteMessage::default();
-        message.header.address_family = AddressFamily::Inet;
-        message.header.destination_prefix_length = prefix_len;
-        message.header.table = RouteHeader::RT_TABLE_MAIN;
-        message.header.scope = RouteScope::NoWhere;
-        message
-            .attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        let mut message = route_message(destination, prefix_len, RouteScope::NoWhere);
         message.attributes.push(RouteAttribute::Oif(oif));
         match self.request(RouteNetlinkMessage::DelRoute(message), NLM_F_ACK, context) {
             Ok(_) => Ok(()),
@@ -514,6 +481,30 @@ impl Netlink {
             })
             .collect())
     }
+}
+
+/// A main-table IPv4 route message to `destination/prefix_len` (no
+/// destination attribute for the default route).
+fn route_message(destination: Ipv4Addr, prefix_len: u8, scope: RouteScope) -> RouteMessage {
+    let mut message = RouteMessage::default();
+    message.header.address_family = AddressFamily::Inet;
+    message.header.destination_prefix_length = prefix_len;
+    message.header.table = RouteHeader::RT_TABLE_MAIN;
+    message.header.scope = scope;
+    if prefix_len > 0 {
+        message
+            .attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+    }
+    message
+}
+
+/// The same, for a route Romana adds (its protocol, unicast).
+fn romana_route_message(destination: Ipv4Addr, prefix_len: u8, scope: RouteScope) -> RouteMessage {
+    let mut message = route_message(destination, prefix_len, scope);
+    message.header.protocol = RouteProtocol::Other(ROMANA_ROUTE_PROTOCOL);
+    message.header.kind = RouteType::Unicast;
+    message
 }
 
 fn link_of(message: LinkMessage) -> Link {
