@@ -109,6 +109,10 @@ pub struct RunArgs {
     /// project's own chain; see the README) [default: true].
     #[arg(long)]
     pub firewall: Option<bool>,
+    /// Let this host open connections to its pods (kubelet probes); with
+    /// false, only replies to pods' own connections pass [default: true].
+    #[arg(long)]
+    pub allow_host_to_pods: Option<bool>,
     /// How often the routes are checked for drift even when nothing
     /// changed [default: 10000].
     #[arg(long)]
@@ -148,6 +152,7 @@ pub struct NodeConfig {
     pub write_timeout_ms: u64,
     pub manage_routes: bool,
     pub firewall: bool,
+    pub allow_host_to_pods: bool,
     pub reconcile_interval_ms: u64,
 }
 
@@ -295,6 +300,10 @@ impl RunArgs {
             write_timeout_ms,
             manage_routes: self.manage_routes.or(file.manage_routes).unwrap_or(true),
             firewall: self.firewall.or(file.firewall).unwrap_or(true),
+            allow_host_to_pods: self
+                .allow_host_to_pods
+                .or(file.allow_host_to_pods)
+                .unwrap_or(true),
             reconcile_interval_ms: match self.reconcile_interval_ms.or(file.reconcile_interval_ms) {
                 Some(0) => {
                     return Err(Error::Config(

@@ -39,6 +39,8 @@ use crate::policy_compiler::{compile, MatchRule, Verdict};
 pub const CHAIN: &str = "ROMANA-FORWARD";
 /// Prefix of the helper chains of rules with exceptions (`ipBlock.except`).
 pub const EXCEPT_CHAIN_PREFIX: &str = "ROMANA-X-";
+/// The chain jumped from OUTPUT when the host may not reach its pods.
+pub const OUTPUT_CHAIN: &str = "ROMANA-OUTPUT";
 /// Comment of the tail rule of FORWARD.
 const TAIL_COMMENT: &str = "romana: tail";
 
@@ -139,13 +141,26 @@ pub fn render(rules: &[MatchRule]) -> Chains {
 }
 
 /// The project's chains for the state; `None` before the layout is known.
-pub fn desired_chains(state: &ClusterState) -> Option<Chains> {
-    compile(state).map(|rules| render(&rules))
+/// With `allow_host_to_pods` off, [`OUTPUT_CHAIN`] refuses new connections
+/// from this host to pods (replies to pods' own connections still pass).
+pub fn desired_chains(state: &ClusterState, allow_host_to_pods: bool) -> Option<Chains> {
+    let mut chains = render(&compile(state)?);
+    if !allow_host_to_pods {
+        let cidr = state.layout()?.cidr();
+        chains.insert(
+            OUTPUT_CHAIN.to_string(),
+            vec![
+                format!("-A {OUTPUT_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+                format!("-A {OUTPUT_CHAIN} -d {cidr} -m comment --comment \"romana: host to pods refused\" -j DROP"),
+            ],
+        );
+    }
+    Some(chains)
 }
 
 /// The rules of [`CHAIN`] alone (tests, docs).
 pub fn desired_rules(state: &ClusterState) -> Option<Vec<String>> {
-    desired_chains(state).and_then(|mut chains| chains.remove(CHAIN))
+    desired_chains(state, true).and_then(|mut chains| chains.remove(CHAIN))
 }
 
 /// What the kernel has.
@@ -153,6 +168,8 @@ pub fn desired_rules(state: &ClusterState) -> Option<Vec<String>> {
 pub struct Observed {
     pub chains: Chains,
     pub has_jump: bool,
+    /// `-A OUTPUT -j ROMANA-OUTPUT` is there.
+    pub has_output_jump: bool,
     pub has_tail: bool,
     pub policy_drop: bool,
 }
@@ -179,7 +196,7 @@ pub fn observe() -> Result<Observed, FirewallError> {
     let mut chains = Chains::new();
     for line in all.lines() {
         if let Some(chain) = line.strip_prefix("-N ") {
-            if chain == CHAIN || chain.starts_with(EXCEPT_CHAIN_PREFIX) {
+            if chain == CHAIN || chain == OUTPUT_CHAIN || chain.starts_with(EXCEPT_CHAIN_PREFIX) {
                 chains.entry(chain.to_string()).or_default();
             }
         } else if let Some(rest) = line.strip_prefix("-A ") {
@@ -192,6 +209,9 @@ pub fn observe() -> Result<Observed, FirewallError> {
     Ok(Observed {
         chains,
         has_jump: all.lines().any(|l| l == format!("-A FORWARD -j {CHAIN}")),
+        has_output_jump: all
+            .lines()
+            .any(|l| l == format!("-A OUTPUT -j {OUTPUT_CHAIN}")),
         has_tail: all
             .lines()
             .any(|l| l == format!("-A FORWARD -m comment --comment \"{TAIL_COMMENT}\" -j ACCEPT")),
@@ -204,7 +224,12 @@ pub fn observe() -> Result<Observed, FirewallError> {
 /// and refilled, stale helper chains flushed and deleted after the main
 /// chain no longer jumps to them.
 pub fn restore_input(desired: &Chains, observed: &Observed) -> Option<String> {
-    if observed.chains == *desired && observed.has_jump && observed.has_tail && observed.policy_drop
+    let want_output_jump = desired.contains_key(OUTPUT_CHAIN);
+    if observed.chains == *desired
+        && observed.has_jump
+        && observed.has_tail
+        && observed.policy_drop
+        && observed.has_output_jump == want_output_jump
     {
         return None;
     }
@@ -235,8 +260,14 @@ pub fn restore_input(desired: &Chains, observed: &Observed) -> Option<String> {
         input.push_str(rule);
         input.push('\n');
     }
+    if observed.has_output_jump && !want_output_jump {
+        input.push_str(&format!("-D OUTPUT -j {OUTPUT_CHAIN}\n"));
+    }
     for chain in &stale {
         input.push_str(&format!("-X {chain}\n"));
+    }
+    if want_output_jump && !observed.has_output_jump {
+        input.push_str(&format!("-I OUTPUT 1 -j {OUTPUT_CHAIN}\n"));
     }
     if !observed.has_jump {
         input.push_str(&format!("-I FORWARD 1 -j {CHAIN}\n"));
@@ -295,7 +326,7 @@ pub fn cleanup() -> Vec<String> {
         return vec!["cannot read the filter table".into()];
     };
     let chain_exists = !observed.chains.is_empty();
-    if !(observed.has_jump || observed.has_tail || chain_exists) {
+    if !(observed.has_jump || observed.has_output_jump || observed.has_tail || chain_exists) {
         // Nothing of ours: leave FORWARD's policy to whoever set it.
         return problems;
     }
@@ -306,6 +337,9 @@ pub fn cleanup() -> Vec<String> {
     };
     if observed.has_jump {
         attempt(&["-D", "FORWARD", "-j", CHAIN]);
+    }
+    if observed.has_output_jump {
+        attempt(&["-D", "OUTPUT", "-j", OUTPUT_CHAIN]);
     }
     if observed.has_tail {
         attempt(&[
@@ -394,6 +428,7 @@ mod tests {
         let converged = Observed {
             chains: chains.clone(),
             has_jump: true,
+            has_output_jump: false,
             has_tail: true,
             policy_drop: true,
         };

@@ -173,7 +173,7 @@ pub async fn run(node: Node, interval: Duration, mut stop: watch::Receiver<bool>
             (
                 desired_routes(state, &node.config.name),
                 state.layout().copied(),
-                crate::firewall::desired_chains(state),
+                crate::firewall::desired_chains(state, node.config.allow_host_to_pods),
             )
         };
         if let (true, Some(rules)) = (node.config.firewall, rules) {

@@ -180,3 +180,24 @@ fn neither_a_restart_nor_a_flush_opens_a_window() {
     });
     assert!(lab.pings("a1", &a2), "t1 flows again after the repair");
 }
+
+#[test]
+fn hosts_can_be_kept_from_opening_connections_to_their_pods() {
+    // Goal: with --allow-host-to-pods=false a host cannot reach its pods
+    // (default: it can), while pods still reach each other and the host.
+    let mut lab = LabGuard::up_with(2, &["--allow-host-to-pods=false"]);
+    let a = lab.pod("host1", "t1", "a");
+    let b = lab.pod("host2", "t1", "b");
+    lab.wait_rules("the OUTPUT chain", |_| true);
+    lab.wait_until("host1's OUTPUT rule", |lab| {
+        in_netns(&lab.netns("host1"), &["iptables", "-S", "OUTPUT"])
+            .is_ok_and(|r| r.contains("ROMANA-OUTPUT"))
+    });
+    assert!(!lab.pings("host1", &a), "the host must not reach its pod");
+    assert!(lab.pings("a", &b), "pods still reach each other");
+    let underlay = lab.lab.host("host1").expect("host1").underlay_ip.clone();
+    assert!(
+        lab.pings("a", &underlay),
+        "a pod still reaches its host (replies pass)"
+    );
+}

@@ -48,6 +48,11 @@ pub struct LabGuard {
 
 impl LabGuard {
     pub fn up(hosts: usize) -> Self {
+        Self::up_with(hosts, &[])
+    }
+
+    /// A lab whose nodes also get `extra_args`.
+    pub fn up_with(hosts: usize, extra_args: &[&str]) -> Self {
         let n = LABS.fetch_add(1, Ordering::SeqCst);
         let name = format!("lt{}{n}", std::process::id() % 1000);
         let config = LabConfig {
@@ -55,7 +60,9 @@ impl LabGuard {
             name: name.clone(),
             bin_dir: bin_dir(),
             subnet: 230 + (n % 20) as u8,
-            node_args: vec![format!("--reconcile-interval-ms={RECONCILE_INTERVAL_MS}")],
+            node_args: std::iter::once(format!("--reconcile-interval-ms={RECONCILE_INTERVAL_MS}"))
+                .chain(extra_args.iter().map(|a| a.to_string()))
+                .collect(),
         };
         let dir = config.dir.clone();
         let lab = match Lab::up(config, hosts) {
