@@ -30,6 +30,7 @@
 pub mod entry;
 pub mod layout;
 pub mod policy;
+pub mod runtime;
 pub mod state;
 pub mod store;
 pub mod topology;
@@ -53,7 +54,7 @@ openraft::declare_raft_types!(
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = runtime::RomanaRuntime,
 );
 
 /// A Romana Raft instance.
