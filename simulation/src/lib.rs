@@ -5,9 +5,10 @@
 //!   wired by the real CNI plugin). Driven by the `romana-lab` binary and
 //!   the lab tests.
 //!
-//! The deterministic multi-node simulation will live here too (see
-//! DESIGN.md). The raft-store pieces it builds on are ready for it: the
-//! in-memory `KvBackend` keeps "durable" state across a simulated crash, and
-//! `PeerNetwork::with_connector` dials over any connector.
+//! - [`sim`]: the deterministic simulation: many nodes in one process on
+//!   turmoil's simulated network and clock, the real raft-store, faults on
+//!   purpose, invariants checked at every step. Driven by the `simulation`
+//!   binary and `tests/simulation.rs`.
 
 pub mod lab;
+pub mod sim;
