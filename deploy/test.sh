@@ -17,6 +17,9 @@ log "cargo test"
 output=$(mktemp)
 trap 'rm -f "$output"' EXIT
 cargo test --workspace --locked -- --test-threads 2 2>&1 | tee "$output"
+# The simulation's checks must catch a deliberately broken allocator (a
+# test-only feature, so it is its own build).
+cargo test --locked -p simulation --features broken-allocator --test broken_allocator 2>&1 | tee -a "$output"
 # One closing line for the whole run (cargo prints one per test binary, the
 # last of which is often an empty doc-test run).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$output"

@@ -489,11 +489,6 @@ impl ClusterState {
         };
         self.requests
             .record(&request.meta.request_id, applied.clone());
-        debug_assert!(
-            self.check_invariants().is_ok(),
-            "{:?}",
-            self.check_invariants()
-        );
         applied
     }
 

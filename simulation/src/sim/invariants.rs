@@ -41,6 +41,9 @@ pub enum Violation {
     ReplayMismatch { node: String, index: u64 },
     /// Live nodes still disagree this long after the faults healed.
     NoConvergence { within: Duration },
+    /// What a node's reconciler would install is wrong: not one route per
+    /// other host, or isolation rules that differ from another node's.
+    Dataplane { node: String, reason: String },
 }
 
 /// Structural invariants and equal hashes at equal indexes; `hashes`
@@ -88,11 +91,40 @@ pub fn converged(registry: &SharedRegistry) -> bool {
     !views.is_empty() && views.iter().all(|v| *v == views[0]) && views[0].0 > 0
 }
 
-/// After the run: acknowledged writes present, and projections equal to a
-/// replay of each node's own log.
+/// The fake dataplane: what each node's reconciler would install, from its
+/// projection (routes to the other hosts, the isolation chains).
+fn check_dataplane(registry: &super::Registry) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let mut first_chains = None;
+    for (node, shared) in &registry.states {
+        let projection = shared.read();
+        let state = &projection.state;
+        let routes = romana_node::reconciler::desired_routes(state, node);
+        let others = state.nodes.keys().filter(|n| *n != node).count();
+        if state.nodes.contains_key(node) && routes.len() != others {
+            violations.push(Violation::Dataplane {
+                node: node.clone(),
+                reason: format!("{} routes for {others} other hosts", routes.len()),
+            });
+        }
+        let chains = romana_node::firewall::desired_chains(state, true);
+        match &first_chains {
+            None => first_chains = Some(chains),
+            Some(first) if *first != chains => violations.push(Violation::Dataplane {
+                node: node.clone(),
+                reason: "isolation rules differ from another node's".into(),
+            }),
+            Some(_) => {}
+        }
+    }
+    violations
+}
+
+/// After the run: acknowledged writes present, projections equal to a
+/// replay of each node's own log, and the dataplane each would install.
 pub fn check_final(registry: &SharedRegistry) -> Vec<Violation> {
     let registry = lock(registry);
-    let mut violations = Vec::new();
+    let mut violations = check_dataplane(&registry);
     let Some(shared) = registry.states.values().next() else {
         return violations;
     };
