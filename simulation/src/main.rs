@@ -36,10 +36,55 @@ struct Cli {
     /// Print each run's event trace.
     #[arg(long)]
     trace: bool,
+    /// The scale run instead: --nodes nodes (up to 200), --voters of them
+    /// voters, a burst of --allocations allocations; time to convergence.
+    #[arg(long)]
+    scale: bool,
+    /// Voters in the scale run.
+    #[arg(long, default_value_t = 3)]
+    voters: usize,
+    /// Allocations in the scale run's burst.
+    #[arg(long, default_value_t = 10_000)]
+    allocations: usize,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if cli.scale {
+        if !(cli.voters >= 1 && cli.voters <= cli.nodes && cli.nodes <= 200) {
+            eprintln!("simulation: the scale run needs 1 <= --voters <= --nodes <= 200");
+            std::process::exit(2);
+        }
+        let report = simulation::sim::scale::run(
+            cli.seed.unwrap_or(0),
+            cli.nodes,
+            cli.voters,
+            cli.allocations,
+        );
+        match report.converged_after {
+            Some(converged) => println!(
+                "scale: {} nodes ({} voters), {} allocations: converged {:.2} s (simulated) after the burst began; {:.1} s simulated in {:.1} s real ({:.2} s real per simulated second)",
+                report.nodes,
+                report.voters,
+                report.allocations,
+                converged.as_secs_f64(),
+                report.simulated.as_secs_f64(),
+                report.real.as_secs_f64(),
+                report.real.as_secs_f64() / report.simulated.as_secs_f64().max(f64::MIN_POSITIVE)
+            ),
+            None => {
+                println!(
+                    "scale: {} nodes, {} allocations: NOT converged within {:.0} s simulated ({:.1} s real)",
+                    report.nodes,
+                    report.allocations,
+                    report.simulated.as_secs_f64(),
+                    report.real.as_secs_f64()
+                );
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if !(3..=7).contains(&cli.nodes) {
         eprintln!("simulation: --nodes must be 3 to 7");
         std::process::exit(2);

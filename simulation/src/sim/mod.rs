@@ -15,6 +15,7 @@
 
 pub mod invariants;
 pub mod net;
+pub mod scale;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ use sha2::{Digest, Sha256};
 pub use invariants::Violation;
 
 /// Port every simulated node serves Raft on.
-const RAFT_PORT: u16 = 9000;
+pub(crate) const RAFT_PORT: u16 = 9000;
 /// Longest a client waits for one write, in simulated time.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Simulated time between two fault decisions.
@@ -96,11 +97,11 @@ pub fn lock(registry: &SharedRegistry) -> std::sync::MutexGuard<'_, Registry> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn node_name(index: usize) -> String {
+pub(crate) fn node_name(index: usize) -> String {
     format!("n{}", index + 1)
 }
 
-fn raft_config() -> Arc<Config> {
+pub(crate) fn raft_config() -> Arc<Config> {
     let config = Config {
         cluster_name: "romana-sim".into(),
         heartbeat_interval: 100,
@@ -123,7 +124,11 @@ fn secret() -> ClusterSecret {
 
 /// The future of node `index`'s host: open its durable store, start Raft
 /// (node 1 initialises the cluster on its first start), serve peers.
-async fn node_host(registry: SharedRegistry, index: usize, nodes: usize) -> turmoil::Result {
+pub(crate) async fn node_host(
+    registry: SharedRegistry,
+    index: usize,
+    voters: usize,
+) -> turmoil::Result {
     let name = node_name(index);
     let node_id = index as NodeId + 1;
     let backend = lock(&registry)
@@ -143,7 +148,7 @@ async fn node_host(registry: SharedRegistry, index: usize, nodes: usize) -> turm
         registry.states.insert(name.clone(), shared);
     }
     if node_id == 1 && !raft.is_initialized().await.map_err(|e| e.to_string())? {
-        let members: BTreeMap<NodeId, NodeInfo> = (0..nodes)
+        let members: BTreeMap<NodeId, NodeInfo> = (0..voters)
             .map(|i| {
                 let peer = node_name(i);
                 let address = format!("{}:{RAFT_PORT}", turmoil::lookup(peer.as_str()));
