@@ -24,8 +24,8 @@ struct Cli {
     /// Run exactly this seed (and print its trace digest).
     #[arg(long)]
     seed: Option<u64>,
-    /// Voters (3 to 7).
-    #[arg(long, default_value_t = 3)]
+    /// Nodes: voters plus learners (3 to 9 in seeded runs).
+    #[arg(long, default_value_t = 5)]
     nodes: usize,
     /// Requests per run.
     #[arg(long, default_value_t = 150)]
@@ -40,7 +40,7 @@ struct Cli {
     /// voters, a burst of --allocations allocations; time to convergence.
     #[arg(long)]
     scale: bool,
-    /// Voters in the scale run.
+    /// Voters (the other nodes are learners).
     #[arg(long, default_value_t = 3)]
     voters: usize,
     /// Allocations in the scale run's burst.
@@ -85,8 +85,10 @@ fn main() {
         }
         return;
     }
-    if !(3..=7).contains(&cli.nodes) {
-        eprintln!("simulation: --nodes must be 3 to 7");
+    if !(3..=9).contains(&cli.nodes) || !(3..=7).contains(&cli.voters) || cli.voters > cli.nodes {
+        eprintln!(
+            "simulation: seeded runs need 3 to 7 --voters and 3 to 9 --nodes, voters <= nodes"
+        );
         std::process::exit(2);
     }
     let seeds: Vec<u64> = match cli.seed {
@@ -100,6 +102,7 @@ fn main() {
         let report = run(&SimConfig {
             seed: *seed,
             nodes: cli.nodes,
+            voters: cli.voters,
             operations: cli.operations,
             faults: !cli.no_faults,
         });
@@ -124,9 +127,10 @@ fn main() {
         }
         if !report.violations.is_empty() {
             println!(
-                "    reproduce: cargo run -p simulation --release -- --seed {} --nodes {} --operations {}{}",
+                "    reproduce: cargo run -p simulation --release -- --seed {} --nodes {} --voters {} --operations {}{}",
                 report.seed,
                 cli.nodes,
+                cli.voters,
                 cli.operations,
                 if cli.no_faults { " --no-faults" } else { "" }
             );

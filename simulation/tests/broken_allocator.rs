@@ -15,7 +15,8 @@ fn the_invariants_catch_a_broken_allocator() {
         .filter(|seed| {
             run(&SimConfig {
                 seed: *seed,
-                nodes: 3,
+                nodes: 5,
+                voters: 3,
                 operations: 60,
                 faults: true,
             })

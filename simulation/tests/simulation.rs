@@ -16,7 +16,8 @@ const SEEDS: u64 = 200;
 fn config(seed: u64) -> SimConfig {
     SimConfig {
         seed,
-        nodes: 3,
+        nodes: 5,
+        voters: 3,
         operations: 60,
         faults: true,
     }
@@ -39,7 +40,7 @@ fn a_fixed_set_of_seeds_passes_every_invariant() {
     assert!(faults > SEEDS as usize, "faults were injected ({faults})");
     assert!(
         failing.is_empty(),
-        "failing seeds (reproduce with `cargo run -p simulation --release -- --seed S --operations 60`): {failing:#?}"
+        "failing seeds (reproduce with `cargo run -p simulation --release -- --seed S --nodes 5 --voters 3 --operations 60`): {failing:#?}"
     );
 }
 

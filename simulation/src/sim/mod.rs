@@ -50,8 +50,11 @@ const MAX_SIMULATED: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub seed: u64,
-    /// Voters (3 to 7).
+    /// Nodes (voters + learners).
     pub nodes: usize,
+    /// Voters among them (3 to 7); the rest join as learners, and the
+    /// workload swaps voters and learners while faults go on.
+    pub voters: usize,
     /// Requests the client makes.
     pub operations: usize,
     /// Whether faults are injected.
@@ -87,6 +90,9 @@ pub struct Registry {
     pub acknowledged: Vec<(raft_store::ClusterRequest, AppliedRequest)>,
     /// The event trace.
     pub trace: Vec<String>,
+    /// The client has formed the cluster (first entries, learners added):
+    /// faults start from here.
+    pub bootstrapped: bool,
 }
 
 pub type SharedRegistry = Arc<Mutex<Registry>>;
@@ -236,17 +242,25 @@ pub fn run(config: &SimConfig) -> RunReport {
     let names: Vec<String> = (0..config.nodes).map(node_name).collect();
     for index in 0..config.nodes {
         let registry = registry.clone();
-        let nodes = config.nodes;
+        let voters = config.voters;
         sim.host(node_name(index).as_str(), move || {
-            node_host(registry.clone(), index, nodes)
+            node_host(registry.clone(), index, voters)
         });
     }
     let client_registry = registry.clone();
     let workload_seed = config.seed.rotate_left(17) ^ 0x5eed;
     let operations = config.operations;
     let node_names = names.clone();
+    let voters = config.voters;
     sim.client("client", async move {
-        workload::run(client_registry, workload_seed, operations, node_names).await;
+        workload::run(
+            client_registry,
+            workload_seed,
+            operations,
+            node_names,
+            voters,
+        )
+        .await;
         Ok(())
     });
 
@@ -266,7 +280,10 @@ pub fn run(config: &SimConfig) -> RunReport {
             }
         }
         steps += 1;
-        if config.faults && steps.is_multiple_of(FAULT_INTERVAL_STEPS) {
+        if config.faults
+            && steps.is_multiple_of(FAULT_INTERVAL_STEPS)
+            && lock(&registry).bootstrapped
+        {
             let event = if active.is_empty() || faults_rng.gen_bool(0.5) {
                 inject_fault(&mut sim, &mut faults_rng, &names, &mut active).map(|f| {
                     faults_injected += 1;

@@ -18,6 +18,8 @@ const TENANTS: [&str; 3] = ["t1", "t2", "t3"];
 /// Container ids the workload draws from: few, so that allocations,
 /// repeats and releases meet.
 const CONTAINERS: u32 = 40;
+/// Attempts (100 ms apart) to add a learner before the client gives up.
+const MAX_LEARNER_ATTEMPTS: u32 = 600;
 
 fn request(sequence: u64, command: Command) -> ClusterRequest {
     ClusterRequest::new(
@@ -98,8 +100,88 @@ async fn write(registry: &SharedRegistry, sequence: u64, command: Command) {
     }
 }
 
+/// The current leader's Raft, if any.
+fn leader(registry: &SharedRegistry) -> Option<raft_store::Raft> {
+    lock(registry)
+        .rafts
+        .values()
+        .find(|raft| raft.metrics().borrow().state == openraft::ServerState::Leader)
+        .cloned()
+}
+
+/// Adds the nodes past the voters as learners, through the leader.
+async fn add_learners(registry: &SharedRegistry, nodes: &[String], voters: usize) {
+    for (index, name) in nodes.iter().enumerate().skip(voters) {
+        let info = raft_store::NodeInfo {
+            name: name.clone(),
+            address: format!("{}:9000", turmoil::lookup(name.as_str())),
+        };
+        for attempt in 0..MAX_LEARNER_ATTEMPTS {
+            if attempt + 1 == MAX_LEARNER_ATTEMPTS {
+                lock(registry)
+                    .trace
+                    .push(format!("learner {name} NOT added"));
+            }
+            if let Some(raft) = leader(registry) {
+                let added = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    raft.add_learner(index as NodeId + 1, info.clone(), false),
+                )
+                .await;
+                if let Ok(Ok(_)) = added {
+                    lock(registry).trace.push(format!("learner {name} added"));
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Swaps a random voter for a random learner (a membership change while
+/// faults go on); the outcome goes in the trace.
+async fn swap_voter(registry: &SharedRegistry, rng: &mut StdRng) {
+    let Some(raft) = leader(registry) else { return };
+    let membership = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let learners: Vec<NodeId> = membership.learner_ids().collect();
+    if voters.is_empty() || learners.is_empty() {
+        return;
+    }
+    let out = voters[rng.gen_range(0..voters.len())];
+    let inn = learners[rng.gen_range(0..learners.len())];
+    let new_voters: std::collections::BTreeSet<NodeId> = voters
+        .iter()
+        .copied()
+        .filter(|v| *v != out)
+        .chain([inn])
+        .collect();
+    let change = openraft::ChangeMembers::ReplaceAllVoters(new_voters);
+    let result =
+        tokio::time::timeout(Duration::from_secs(5), raft.change_membership(change, true)).await;
+    let outcome = match result {
+        Ok(Ok(_)) => "done".to_string(),
+        Ok(Err(e)) => format!("refused: {e}"),
+        Err(_) => "timed out".to_string(),
+    };
+    lock(registry).trace.push(format!(
+        "membership: voter {out} -> learner, learner {inn} -> voter: {outcome}"
+    ));
+}
+
 /// The client: bootstraps the cluster's state, then `operations` requests.
-pub async fn run(registry: SharedRegistry, seed: u64, operations: usize, nodes: Vec<String>) {
+pub async fn run(
+    registry: SharedRegistry,
+    seed: u64,
+    operations: usize,
+    nodes: Vec<String>,
+    voters: usize,
+) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut sequence = 0u64;
     let mut next = || {
@@ -135,8 +217,14 @@ pub async fn run(registry: SharedRegistry, seed: u64, operations: usize, nodes: 
         )
         .await;
     }
+    add_learners(&registry, &nodes, voters).await;
+    lock(&registry).bootstrapped = true;
     for _ in 0..operations {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(5..60))).await;
+        if nodes.len() > voters && rng.gen_range(0..100) < 4 {
+            swap_voter(&registry, &mut rng).await;
+            continue;
+        }
         let command = random_command(&mut rng, &nodes);
         write(&registry, next(), command).await;
     }
