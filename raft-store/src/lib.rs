@@ -27,6 +27,7 @@
 //! [`ClusterState::apply`] on every replica → the applied index is published
 //! on a watch, which the API (read-your-writes) and the reconciler follow.
 
+pub mod audit;
 pub mod entry;
 pub mod layout;
 pub mod policy;

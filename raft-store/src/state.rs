@@ -60,6 +60,11 @@ pub struct ClusterState {
     /// Outcomes of recent requests, for idempotency and for "did my request
     /// land?" queries.
     pub requests: RequestLedger,
+    /// Head of the audit hash chain: every applied request (not repeats)
+    /// extends it, so every replica vouches for the same history.
+    pub audit_head: String,
+    /// Requests in the chain.
+    pub audit_count: u64,
 }
 
 /// A host/tenant/segment block, by numbers.
@@ -489,6 +494,8 @@ impl ClusterState {
         };
         self.requests
             .record(&request.meta.request_id, applied.clone());
+        self.audit_head = crate::audit::chain(&self.audit_head, request, &applied);
+        self.audit_count += 1;
         applied
     }
 
@@ -825,5 +832,5 @@ mod tests {
         );
     }
 
-    const PINNED_HASH: &str = "9d20da4b313d4edee3b27bb2c0d5631da134638c255500c80e9b730458ed953f";
+    const PINNED_HASH: &str = "e17d6b14533d2f319cb24dbbeeb49dc9671b6a4aeede819329aa2e3ee3bb6ad3";
 }

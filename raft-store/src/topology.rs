@@ -695,6 +695,9 @@ mod tests {
         fn projection(&self) -> String {
             let mut state = self.state.clone();
             state.requests = RequestLedger::default();
+            // The audit chain records every request, refused ones too.
+            state.audit_head = String::new();
+            state.audit_count = 0;
             state.content_hash()
         }
 

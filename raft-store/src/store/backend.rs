@@ -21,6 +21,9 @@ pub enum Tree {
     Meta,
     /// The state machine's current snapshot.
     StateMachine,
+    /// The audit archive: every applied request with its outcome, kept
+    /// after the log is purged.
+    Audit,
 }
 
 impl Tree {
@@ -29,6 +32,7 @@ impl Tree {
             Tree::Log => "log",
             Tree::Meta => "meta",
             Tree::StateMachine => "state-machine",
+            Tree::Audit => "audit",
         }
     }
 }
@@ -92,6 +96,7 @@ pub struct SledBackend {
     log: sled::Tree,
     meta: sled::Tree,
     state_machine: sled::Tree,
+    audit: sled::Tree,
 }
 
 impl SledBackend {
@@ -115,6 +120,7 @@ impl SledBackend {
             log: open_tree(Tree::Log)?,
             meta: open_tree(Tree::Meta)?,
             state_machine: open_tree(Tree::StateMachine)?,
+            audit: open_tree(Tree::Audit)?,
             db,
         })
     }
@@ -124,6 +130,7 @@ impl SledBackend {
             Tree::Log => &self.log,
             Tree::Meta => &self.meta,
             Tree::StateMachine => &self.state_machine,
+            Tree::Audit => &self.audit,
         }
     }
 }

@@ -41,3 +41,23 @@ pub fn open_stores_group_commit<B: KvBackend>(
 pub fn open_sled(dir: &Path) -> Result<SledBackend, BackendError> {
     SledBackend::open(dir)
 }
+
+/// Every record of the audit archive, in chain order. A record that does not
+/// decode is an error naming its sequence (the archive was damaged).
+pub fn read_archive<B: KvBackend>(backend: &B) -> Result<Vec<crate::audit::ArchiveRecord>, String> {
+    let pairs = backend
+        .range(Tree::Audit, &[], None)
+        .map_err(|e| format!("cannot read the audit archive: {e}"))?;
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            let sequence = key
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or_default();
+            bincode::deserialize(value)
+                .map_err(|e| format!("audit record {sequence} does not decode: {e}"))
+        })
+        .collect()
+}

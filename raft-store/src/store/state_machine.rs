@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::backend::{Durability, KvBackend, Tree, WriteOp};
 use super::log_store::{decode, encode};
+use crate::audit::{record_key, ArchiveRecord};
 use crate::state::{AppliedRequest, ClusterState};
 use crate::{NodeId, NodeInfo, TypeConfig};
 
@@ -234,6 +235,7 @@ impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
+        let mut archive: Vec<ArchiveRecord> = Vec::new();
         let index = {
             let mut projection = self.shared.write();
             for entry in entries {
@@ -252,7 +254,20 @@ impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
                         .iter()
                         .enumerate()
                         .map(|(position, request)| {
-                            projection.state.apply(index, position as u32, request)
+                            let before = projection.state.audit_count;
+                            let applied = projection.state.apply(index, position as u32, request);
+                            // A new request (not a repeat) extends the chain:
+                            // archive it with the chain head it produced.
+                            if projection.state.audit_count != before {
+                                let record = ArchiveRecord {
+                                    request: request.clone(),
+                                    applied: applied.clone(),
+                                    sequence: projection.state.audit_count,
+                                    chain: projection.state.audit_head.clone(),
+                                };
+                                archive.push(record);
+                            }
+                            applied
                         })
                         .collect(),
                     EntryPayload::Membership(membership) => {
@@ -265,6 +280,23 @@ impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
             }
             projection.applied_index()
         };
+        if !archive.is_empty() {
+            let mut ops = Vec::with_capacity(archive.len());
+            for record in &archive {
+                ops.push(WriteOp::Put(
+                    record_key(record.sequence).to_vec(),
+                    encode(record, ErrorSubject::StateMachine)?,
+                ));
+            }
+            // Written with the entries' flush: the log stays the durable
+            // source until a snapshot lets it be purged, and every flush
+            // (the next append's, or the snapshot's) covers these writes.
+            self.backend
+                .write(Tree::Audit, ops, Durability::Lazy)
+                .map_err(|e| StorageError::IO {
+                    source: openraft::StorageIOError::write_state_machine(&e),
+                })?;
+        }
         self.shared.publish(index);
         Ok(responses)
     }
