@@ -160,6 +160,7 @@ fn api_routes(node: Node) -> Router {
         .route(PATH_INTERNAL_PROPOSE, post(internal_propose))
         .merge(crate::ipam_api::routes())
         .merge(crate::policy_api::routes())
+        .route(crate::audit_cli::PATH_AUDIT_RECORDS, get(audit_records))
         .with_state(node)
 }
 
@@ -481,6 +482,18 @@ async fn forward_to_leader(
         let _ = tokio::time::timeout(remaining.min(Duration::from_millis(100)), metrics.changed())
             .await;
     }
+}
+
+/// The audit archive of this node, in chain order.
+async fn audit_records(
+    State(node): State<Node>,
+) -> Result<Json<Vec<raft_store::audit::ArchiveRecord>>, ApiError> {
+    let backend = node.backend.clone();
+    tokio::task::spawn_blocking(move || raft_store::store::read_archive(&backend))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map(Json)
+        .map_err(ApiError::Internal)
 }
 
 /// A write forwarded by another member: bincode `ClusterRequest` in, bincode

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::api::{
     MemberView, NodeView, NoteBody, StatusView, WriteResult, PATH_NODES, PATH_NOTES, PATH_STATUS,
 };
+use crate::audit_cli::{records, AuditCommand, Source};
 use crate::config::DEFAULT_API_SOCKET;
 use crate::error::Error;
 use crate::http_client::{ApiClient, CallError, Endpoint};
@@ -87,6 +88,15 @@ pub enum CtlCommand {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The network's history, from the audit archive.
+    Audit {
+        /// Read a data dir (a stopped node's, or a copy) instead of asking
+        /// a node.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 }
 
@@ -243,6 +253,20 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
         CtlCommand::Segment { command } => segment_command(&client, cli.output, command).await,
         CtlCommand::Ipam { command } => ipam_command(&client, cli.output, command).await,
         CtlCommand::Policy { command } => policy_command(&client, cli.output, command).await,
+        CtlCommand::Audit { data_dir, command } => {
+            crate::audit_cli::validate(&command)?;
+            let source = match data_dir {
+                Some(dir) => Source::DataDir(dir),
+                None => Source::Node(&client),
+            };
+            let records = records(source).await?;
+            let (text, ok) = crate::audit_cli::execute(command, &records, cli.output)?;
+            if ok {
+                Ok(text)
+            } else {
+                Err(Error::Api(text.trim_end().to_string()))
+            }
+        }
         CtlCommand::Note { text, request_id } => {
             let result: WriteResult = client
                 .post(PATH_NOTES, &NoteBody { text, request_id })

@@ -30,6 +30,7 @@
 //! until it has applied the entry itself, then answers.
 
 pub mod api;
+pub mod audit_cli;
 pub mod batcher;
 pub mod bench;
 pub mod config;

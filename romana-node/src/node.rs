@@ -66,6 +66,8 @@ pub struct NodeInner {
     pub peers: ApiClient,
     /// Gathers requests into log entries while this node leads.
     pub batcher: Batcher,
+    /// The node's database (for the audit archive).
+    pub backend: SledBackend,
     /// Whether this host's isolation rules are in place (always, when the
     /// firewall is off). Addresses for this host are refused until then, so
     /// no pod ever starts unprotected.
@@ -403,6 +405,7 @@ pub async fn run(
     let backend = SledBackend::open(&config.data_dir.join("raft"))
         .map_err(|e| Error::Storage(e.to_string()))?;
     let node_id = load_or_create_node_id(&backend)?;
+    let archive_backend = backend.clone();
     let (mut log_store, mut state_machine) =
         open_stores_group_commit(backend).map_err(|e| Error::Storage(e.to_string()))?;
     let has_log = log_store
@@ -454,6 +457,7 @@ pub async fn run(
     let node = Node {
         inner: Arc::new(NodeInner {
             batcher,
+            backend: archive_backend,
             firewall_ready: std::sync::atomic::AtomicBool::new(!config.firewall),
             peers: ApiClient::new(
                 Endpoint::Tcp(config.advertise.clone()),
