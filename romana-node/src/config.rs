@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// false, only replies to pods' own connections pass [default: true].
     #[arg(long)]
     pub allow_host_to_pods: Option<bool>,
+    /// Keep audit records this many days (0: forever) [default: 0]. Pruned
+    /// records can no longer be replayed from this node.
+    #[arg(long)]
+    pub audit_retention_days: Option<u64>,
     /// How often the routes are checked for drift even when nothing
     /// changed [default: 10000].
     #[arg(long)]
@@ -153,6 +157,7 @@ pub struct NodeConfig {
     pub manage_routes: bool,
     pub firewall: bool,
     pub allow_host_to_pods: bool,
+    pub audit_retention_days: u64,
     pub reconcile_interval_ms: u64,
 }
 
@@ -304,6 +309,10 @@ impl RunArgs {
                 .allow_host_to_pods
                 .or(file.allow_host_to_pods)
                 .unwrap_or(true),
+            audit_retention_days: self
+                .audit_retention_days
+                .or(file.audit_retention_days)
+                .unwrap_or(0),
             reconcile_interval_ms: match self.reconcile_interval_ms.or(file.reconcile_interval_ms) {
                 Some(0) => {
                     return Err(Error::Config(

@@ -491,6 +491,8 @@ pub async fn run(
         StartMode::Join => join(&node, stop_rx.clone()).await,
     };
     let controller = tokio::spawn(controller(node.clone(), stop_rx.clone()));
+    let retention = (node.config.audit_retention_days > 0)
+        .then(|| tokio::spawn(audit_retention(node.clone(), stop_rx.clone())));
     let reconciler = (node.config.manage_routes || node.config.firewall).then(|| {
         let interval = Duration::from_millis(node.config.reconcile_interval_ms);
         tokio::spawn(crate::reconciler::run(
@@ -519,6 +521,9 @@ pub async fn run(
     let _ = controller.await;
     if let Some(reconciler) = reconciler {
         let _ = reconciler.await;
+    }
+    if let Some(retention) = retention {
+        let _ = retention.await;
     }
     let _ = tcp_server.await;
     let _ = unix_server.await;
@@ -698,6 +703,36 @@ async fn join(node: &Node, mut stop: watch::Receiver<bool>) -> Result<(), Error>
     Err(Error::Join(format!(
         "no member accepted after {MAX_JOIN_ATTEMPTS} attempts; last error: {last_error}"
     )))
+}
+
+/// How often old audit records are pruned.
+const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Prunes audit records older than `--audit-retention-days`, at start and
+/// then every [`AUDIT_PRUNE_INTERVAL`].
+async fn audit_retention(node: Node, mut stop: watch::Receiver<bool>) {
+    let keep_ms = node
+        .config
+        .audit_retention_days
+        .saturating_mul(24 * 3600 * 1000);
+    loop {
+        let backend = node.backend.clone();
+        let before = now_ms().saturating_sub(keep_ms);
+        match tokio::task::spawn_blocking(move || {
+            raft_store::store::prune_archive(&backend, before)
+        })
+        .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(pruned)) => tracing::info!(pruned, "pruned old audit records"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "audit retention"),
+            Err(e) => tracing::warn!(error = %e, "audit retention task"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(AUDIT_PRUNE_INTERVAL) => {}
+        }
+    }
 }
 
 /// Leader housekeeping, on every node (it acts only while leading):

@@ -61,3 +61,22 @@ pub fn read_archive<B: KvBackend>(backend: &B) -> Result<Vec<crate::audit::Archi
         })
         .collect()
 }
+
+/// Deletes the audit records of requests stamped before `before_ms`; how
+/// many. Records are in time order (the proposer's clock, per request), so
+/// the oldest go first.
+pub fn prune_archive<B: KvBackend>(backend: &B, before_ms: u64) -> Result<usize, String> {
+    let records = read_archive(backend)?;
+    let doomed: Vec<WriteOp> = records
+        .iter()
+        .filter(|r| r.request.meta.timestamp_ms < before_ms)
+        .map(|r| WriteOp::Delete(crate::audit::record_key(r.sequence).to_vec()))
+        .collect();
+    let count = doomed.len();
+    if count > 0 {
+        backend
+            .write(Tree::Audit, doomed, Durability::Flush)
+            .map_err(|e| format!("cannot prune the audit archive: {e}"))?;
+    }
+    Ok(count)
+}
