@@ -178,6 +178,15 @@ pub(crate) async fn node_host(
     Ok(())
 }
 
+/// The Raft of the node that believes it leads, if any.
+pub fn leader(registry: &SharedRegistry) -> Option<Raft> {
+    lock(registry)
+        .rafts
+        .values()
+        .find(|raft| raft.metrics().borrow().state == openraft::ServerState::Leader)
+        .cloned()
+}
+
 /// Writes one request through whoever leads; the outcome once committed.
 pub async fn submit(
     registry: &SharedRegistry,
@@ -185,14 +194,7 @@ pub async fn submit(
 ) -> Result<AppliedRequest, String> {
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
     while tokio::time::Instant::now() < deadline {
-        let leader = {
-            let registry = lock(registry);
-            registry
-                .rafts
-                .values()
-                .find(|raft| raft.metrics().borrow().state == openraft::ServerState::Leader)
-                .cloned()
-        };
+        let leader = leader(registry);
         if let Some(raft) = leader {
             let payload = LogPayload {
                 requests: vec![request.clone()],

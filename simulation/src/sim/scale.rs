@@ -8,7 +8,7 @@ use raft_store::entry::{AllocationRequest, ContainerInterface};
 use raft_store::layout::AddressLayout;
 use raft_store::{ClusterRequest, Command, LogPayload, NodeId, NodeInfo, RequestMeta};
 
-use super::{invariants, lock, node_host, node_name, submit, SharedRegistry, RAFT_PORT};
+use super::{invariants, leader, lock, node_host, node_name, submit, SharedRegistry, RAFT_PORT};
 
 /// Requests per log entry in the burst (the node's batcher takes up to 256).
 const BURST_ENTRY_REQUESTS: usize = 250;
@@ -37,14 +37,7 @@ fn meta(sequence: u64) -> RequestMeta {
 /// Writes a whole batch as one entry through the leader.
 async fn submit_batch(registry: &SharedRegistry, requests: Vec<ClusterRequest>) -> bool {
     for _ in 0..100 {
-        let leader = {
-            let registry = lock(registry);
-            registry
-                .rafts
-                .values()
-                .find(|raft| raft.metrics().borrow().state == openraft::ServerState::Leader)
-                .cloned()
-        };
+        let leader = leader(registry);
         if let Some(raft) = leader {
             let payload = LogPayload {
                 requests: requests.clone(),
@@ -98,14 +91,7 @@ pub fn run(seed: u64, nodes: usize, voters: usize, allocations: usize) -> ScaleR
             let name = node_name(index);
             let address = format!("{}:{RAFT_PORT}", turmoil::lookup(name.as_str()));
             loop {
-                let leader = {
-                    let registry = lock(&registry);
-                    registry
-                        .rafts
-                        .values()
-                        .find(|raft| raft.metrics().borrow().state == openraft::ServerState::Leader)
-                        .cloned()
-                };
+                let leader = leader(&registry);
                 if let Some(raft) = leader {
                     let info = NodeInfo {
                         name: name.clone(),

@@ -12,7 +12,7 @@ use raft_store::{ClusterRequest, Command, NodeId, RequestMeta};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{lock, submit, SharedRegistry};
+use super::{leader, lock, submit, SharedRegistry};
 
 const TENANTS: [&str; 3] = ["t1", "t2", "t3"];
 /// Container ids the workload draws from: few, so that allocations,
@@ -98,15 +98,6 @@ async fn write(registry: &SharedRegistry, sequence: u64, command: Command) {
             .trace
             .push(format!("fail r{sequence} {label}: {e}")),
     }
-}
-
-/// The current leader's Raft, if any.
-fn leader(registry: &SharedRegistry) -> Option<raft_store::Raft> {
-    lock(registry)
-        .rafts
-        .values()
-        .find(|raft| raft.metrics().borrow().state == openraft::ServerState::Leader)
-        .cloned()
 }
 
 /// Adds the nodes past the voters as learners, through the leader.
