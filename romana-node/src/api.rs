@@ -406,8 +406,11 @@ async fn remove_node(
         .await;
     }
     let actor = client_actor(&node, listener, &headers);
-    let request_id = format!("remove-{name}");
-    match node.remove_member(&name, query.force, actor).await {
+    let request_id = crate::node::new_request_id();
+    match node
+        .remove_member(&name, query.force, actor, request_id.clone())
+        .await
+    {
         Ok(response) => write_result(request_id, response).into_response(),
         Err(e) => e.into_response(),
     }

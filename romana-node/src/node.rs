@@ -295,11 +295,15 @@ impl Node {
     }
 
     /// Remove a node from Raft's membership and from the state. Leader only.
+    /// `request_id` is the removal's idempotency key: a fresh one per
+    /// operator action, so a removal refused once (addresses still held)
+    /// can be tried again (with --force) instead of replaying the refusal.
     pub async fn remove_member(
         &self,
         name: &str,
         force: bool,
         actor: String,
+        request_id: String,
     ) -> Result<AppliedRequest, ApiError> {
         // Refuse before touching Raft's membership what `apply` would refuse.
         let held = {
@@ -359,7 +363,7 @@ impl Node {
                 force,
             },
             actor,
-            Some(format!("remove-{node_id}")),
+            Some(request_id),
         )
         .await
     }
