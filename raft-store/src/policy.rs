@@ -250,12 +250,7 @@ impl ClusterState {
         tenant: &str,
         segment: Option<&str>,
     ) -> Result<(), Rejection> {
-        let record = self
-            .tenants
-            .get(tenant)
-            .ok_or_else(|| Rejection::UnknownTenant {
-                name: tenant.to_string(),
-            })?;
+        let record = self.tenant(tenant)?;
         if let Some(segment) = segment {
             if !record.segments.contains_key(segment) {
                 return Err(Rejection::InvalidArgument {

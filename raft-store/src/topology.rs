@@ -173,13 +173,17 @@ impl ClusterState {
         Ok(Effect::TenantCreated { number })
     }
 
-    pub(crate) fn delete_tenant(&mut self, name: &str) -> Result<Effect, Rejection> {
-        let tenant = self
-            .tenants
+    /// The tenant record of that name, or the rejection that names it.
+    pub(crate) fn tenant(&self, name: &str) -> Result<&TenantRecord, Rejection> {
+        self.tenants
             .get(name)
             .ok_or_else(|| Rejection::UnknownTenant {
                 name: name.to_string(),
-            })?;
+            })
+    }
+
+    pub(crate) fn delete_tenant(&mut self, name: &str) -> Result<Effect, Rejection> {
+        let tenant = self.tenant(name)?;
         let count = self
             .allocations
             .values()
@@ -238,12 +242,7 @@ impl ClusterState {
     }
 
     pub(crate) fn delete_segment(&mut self, tenant: &str, name: &str) -> Result<Effect, Rejection> {
-        let record = self
-            .tenants
-            .get(tenant)
-            .ok_or_else(|| Rejection::UnknownTenant {
-                name: tenant.to_string(),
-            })?;
+        let record = self.tenant(tenant)?;
         if name == DEFAULT_SEGMENT_NAME {
             return Err(Rejection::DefaultSegmentIsPermanent {
                 tenant: tenant.to_string(),
@@ -285,12 +284,7 @@ impl ClusterState {
             .ok_or_else(|| Rejection::UnknownNode {
                 name: request.host.clone(),
             })?;
-        let tenant = self
-            .tenants
-            .get(&request.tenant)
-            .ok_or_else(|| Rejection::UnknownTenant {
-                name: request.tenant.clone(),
-            })?;
+        let tenant = self.tenant(&request.tenant)?;
         let segment =
             tenant
                 .segments
