@@ -362,16 +362,33 @@ fn cmd_del(environment: &Environment, config: &NetConf, log: &Log) -> Result<()>
     // pod end and the host route with it; gone already is fine.
     let mut host = Netlink::open_here().map_err(dataplane)?;
     host.delete_link(&host_veth).map_err(dataplane)?;
-    let client = NodeClient::new(config.node.clone())?;
-    let answer = client.post(
+    post_and_log_outcome(
+        config,
         PATH_RELEASE,
         &json!({ "container_id": container_id, "ifname": ifname }),
-    )?;
+        "release the address",
+        "released",
+        log,
+    )
+}
+
+/// Posts a request the node answers with an `outcome`, turns a refusal
+/// into the CNI error for `what`, and logs the outcome under `label`.
+fn post_and_log_outcome(
+    config: &NetConf,
+    path: &str,
+    body: &Value,
+    what: &str,
+    label: &str,
+    log: &Log,
+) -> Result<()> {
+    let client = NodeClient::new(config.node.clone())?;
+    let answer = client.post(path, body)?;
     if !answer.is_success() {
-        return Err(answer.into_error("release the address"));
+        return Err(answer.into_error(what));
     }
     log.info(&format!(
-        "released: {}",
+        "{label}: {}",
         answer
             .body
             .get("outcome")
@@ -527,20 +544,14 @@ fn cmd_gc(config: &NetConf, log: &Log) -> Result<()> {
         .iter()
         .map(|(container_id, ifname)| json!({ "container_id": container_id, "ifname": ifname }))
         .collect();
-    let client = NodeClient::new(config.node.clone())?;
-    let answer = client.post(PATH_GC, &json!({ "network": config.name, "valid": valid }))?;
-    if !answer.is_success() {
-        return Err(answer.into_error("garbage-collect addresses"));
-    }
-    log.info(&format!(
-        "garbage collection: {}",
-        answer
-            .body
-            .get("outcome")
-            .map(Value::to_string)
-            .unwrap_or_default()
-    ));
-    Ok(())
+    post_and_log_outcome(
+        config,
+        PATH_GC,
+        &json!({ "network": config.name, "valid": valid }),
+        "garbage-collect addresses",
+        "garbage collection",
+        log,
+    )
 }
 
 #[cfg(test)]
