@@ -6,6 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib/prerequisites.sh
 install_prerequisites
+install_go
+
+# The Kubernetes lab's components and images, cached outside the tree
+# (a warm run builds nothing).
+log "Kubernetes binaries (deploy/lab/build-kubernetes.sh)"
+./deploy/lab/build-kubernetes.sh >/dev/null
+log "lab images (deploy/lab/build-images.sh)"
+./deploy/lab/build-images.sh >/dev/null
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -7,9 +7,32 @@ log() { printf '==> %s\n' "$*" >&2; }
 # pieces (iproute2, iptables) are used by the lab and isolation tests; the
 # CNI tests chain the reference plugins (containernetworking-plugins: portmap,
 # bandwidth) and run pods with the real runtime (podman with runc, in an
-# image built from busybox-static).
+# image built from busybox-static). The Kubernetes lab runs Debian's
+# containerd (and runc) under kubelets built from source
+# (deploy/lab/build-kubernetes.sh, which needs Go), makes its certificates
+# with openssl and its test image from busybox-static and netcat-openbsd
+# (a UDP-capable nc).
 DEBIAN_PACKAGES=(ca-certificates gcc libc6-dev pkg-config iproute2 iptables procps curl
-  containernetworking-plugins podman runc busybox-static iputils-ping iperf3 python3 time)
+  containernetworking-plugins podman runc busybox-static iputils-ping iperf3 python3 time
+  containerd openssl netcat-openbsd util-linux jq)
+
+# Go for the Kubernetes build: the machine's own (/usr/local/go), else
+# Debian's if it is new enough (Kubernetes 1.34 needs Go 1.24).
+install_go() {
+  if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH="/usr/local/go/bin:$PATH"
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    log "installing Debian's golang-go"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+  fi
+  local version
+  version=$(go env GOVERSION 2>/dev/null | sed 's/^go//')
+  if [[ -z $version ]] || ! printf '1.24\n%s\n' "$version" | sort -V -C; then
+    log "Go ${version:-(none)} is too old to build Kubernetes 1.34: install Go 1.24 or newer into /usr/local/go"
+    exit 1
+  fi
+}
 
 install_prerequisites() {
   local missing=()

@@ -7,11 +7,17 @@
 //! romana-lab exec web -- ping -c1 10.1.16.2
 //! romana-lab status
 //! romana-lab down
+//!
+//! romana-lab --name k8s up --hosts 3 --kubernetes [--cni ptp|none]
+//! romana-lab --name k8s kubectl get nodes -o wide
+//! romana-lab --name k8s exec host2 -- crictl ps
+//! romana-lab --name k8s down
 //! ```
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use simulation::lab::kubernetes::{KubernetesOptions, LabCni};
 use simulation::lab::{self, Lab, LabConfig};
 
 #[derive(Parser, Debug)]
@@ -45,6 +51,28 @@ enum LabCommand {
         /// Extra flags for every romana-node (repeatable), e.g. --node-arg=--reconcile-interval-ms=500.
         #[arg(long = "node-arg", allow_hyphen_values = true)]
         node_args: Vec<String>,
+        /// Kubernetes mode: containerd, a kubelet and kube-proxy on every
+        /// host, the control plane on host1 (no romana-node is started).
+        #[arg(long)]
+        kubernetes: bool,
+        /// Kubernetes mode: `ptp` (reference plugins, the baseline) or
+        /// `none` (empty CNI directories, for an installer).
+        #[arg(long, default_value = "ptp", requires = "kubernetes")]
+        cni: LabCni,
+        /// Kubernetes binaries [default: the cache build-kubernetes.sh fills].
+        #[arg(long, requires = "kubernetes")]
+        kubernetes_bin: Option<PathBuf>,
+        /// pause.tar and romana-test.tar [default: the cache build-images.sh fills].
+        #[arg(long, requires = "kubernetes")]
+        images: Option<PathBuf>,
+        /// Where the hosts' files live [default: /var/lib/romana-lab/NAME].
+        #[arg(long, requires = "kubernetes")]
+        state_dir: Option<PathBuf>,
+    },
+    /// kubectl with the lab's admin credentials (Kubernetes mode).
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Pods.
     Pod {
@@ -95,6 +123,11 @@ fn execute(cli: Cli) -> Result<(), lab::LabError> {
             bin_dir,
             subnet,
             node_args,
+            kubernetes,
+            cni,
+            kubernetes_bin,
+            images,
+            state_dir,
         } => {
             let bin_dir = match bin_dir {
                 Some(dir) => dir,
@@ -110,7 +143,28 @@ fn execute(cli: Cli) -> Result<(), lab::LabError> {
                 subnet,
                 node_args,
             };
-            match Lab::up(config, hosts) {
+            let started = if kubernetes {
+                let mut options = KubernetesOptions::defaults(&cli.name, cni);
+                if let Some(dir) = kubernetes_bin {
+                    options.kubernetes_bin = dir;
+                }
+                if let Some(dir) = images {
+                    options.images_dir = dir;
+                }
+                if let Some(dir) = state_dir {
+                    options.state_dir = dir;
+                }
+                Lab::up_kubernetes(config, hosts, options)
+            } else {
+                Lab::up(config, hosts)
+            };
+            match started {
+                Ok(lab) if lab.kubernetes.is_some() => {
+                    for host in &lab.hosts {
+                        println!("{}  underlay {}", host.name, host.underlay_ip);
+                    }
+                    Ok(())
+                }
                 Ok(lab) => {
                     for host in &lab.hosts {
                         println!(
@@ -151,8 +205,32 @@ fn execute(cli: Cli) -> Result<(), lab::LabError> {
             print!("{}", lab.exec(&target, &args)?);
             Ok(())
         }
+        LabCommand::Kubectl { args } => {
+            let lab = Lab::load(&cli.dir)?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let code = lab.kubectl_attached(&args)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         LabCommand::Status => {
             let lab = Lab::load(&cli.dir)?;
+            if let Some(kubernetes) = &lab.kubernetes {
+                for component in &kubernetes.components {
+                    let alive = std::path::Path::new(&format!("/proc/{}", component.pid)).exists();
+                    println!(
+                        "{:<8} {:<24} pid {:<8} {}",
+                        component.host,
+                        component.name,
+                        component.pid,
+                        if alive { "running" } else { "not running" }
+                    );
+                }
+                println!();
+                print!("{}", lab.kubectl(&["get", "nodes", "-o", "wide"])?);
+                return Ok(());
+            }
             for host in &lab.hosts {
                 let alive = std::path::Path::new(&format!("/proc/{}", host.pid)).exists();
                 println!(

@@ -9,6 +9,11 @@
 //!   plugin run inside its host's namespace exactly as a runtime runs it.
 //! - Everything the lab made is listed in `LAB_DIR/lab.json`; `down` removes
 //!   it, and also finds what a crashed lab left behind by its names.
+//! - [`kubernetes`]: the Kubernetes mode (`up --kubernetes`): each host also
+//!   a mount namespace running containerd, a kubelet and kube-proxy, the
+//!   control plane on host1.
+
+pub mod kubernetes;
 
 use std::fs;
 use std::io::Write;
@@ -74,6 +79,9 @@ pub struct Lab {
     pub config: LabConfig,
     pub hosts: Vec<Host>,
     pub pods: Vec<Pod>,
+    /// Present in Kubernetes mode.
+    #[serde(default)]
+    pub kubernetes: Option<kubernetes::KubernetesLab>,
 }
 
 /// Runs a command; its stdout, or an error with its stderr.
@@ -114,6 +122,19 @@ impl LabConfig {
         format!("192.168.{}.{}", self.subnet, 10 + index)
     }
     fn validate(&self) -> Result<()> {
+        self.validate_name()?;
+        for binary in ["romana-node", "romanactl", "romana"] {
+            if !self.bin_dir.join(binary).exists() {
+                return fail(format!(
+                    "{} not found in {} (build first)",
+                    binary,
+                    self.bin_dir.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+    fn validate_name(&self) -> Result<()> {
         let ok = !self.name.is_empty()
             && self.name.len() <= 8
             && self
@@ -125,15 +146,6 @@ impl LabConfig {
                 "lab name {:?} must be 1 to 8 lowercase letters, digits or '-'",
                 self.name
             ));
-        }
-        for binary in ["romana-node", "romanactl", "romana"] {
-            if !self.bin_dir.join(binary).exists() {
-                return fail(format!(
-                    "{} not found in {} (build first)",
-                    binary,
-                    self.bin_dir.display()
-                ));
-            }
         }
         Ok(())
     }
@@ -205,6 +217,7 @@ impl Lab {
             config,
             hosts: Vec::new(),
             pods: Vec::new(),
+            kubernetes: None,
         };
         lab.save()?;
         let secret = lab.config.dir.join("cluster-secret");
@@ -236,6 +249,14 @@ impl Lab {
     }
 
     fn add_host(&self, index: usize, secret: &Path) -> Result<Host> {
+        let mut host = self.setup_host_network(index)?;
+        host.pid = start_node(&self.config, &host, index, secret)?;
+        Ok(host)
+    }
+
+    /// Host `index`'s network namespace on the underlay bridge, and its
+    /// directory; no process runs in it yet.
+    fn setup_host_network(&self, index: usize) -> Result<Host> {
         let config = &self.config;
         let netns = config.host_netns(index);
         let peer = format!("{}-h{index}", config.name);
@@ -266,7 +287,7 @@ impl Lab {
         let log = host_dir.join("node.log");
         fs::File::create(&log)
             .map_err(|e| LabError::Message(format!("create {}: {e}", log.display())))?;
-        let mut host = Host {
+        Ok(Host {
             name,
             netns,
             underlay_ip: ip,
@@ -274,9 +295,7 @@ impl Lab {
             data_dir,
             socket,
             log,
-        };
-        host.pid = start_node(config, &host, index, secret)?;
-        Ok(host)
+        })
     }
 
     /// Restarts a host's node from its data dir (after `kill`).
@@ -483,6 +502,9 @@ impl Lab {
 
     /// Runs a command in a host's or a pod's namespace.
     pub fn exec(&self, target: &str, command: &[&str]) -> Result<String> {
+        if self.kubernetes.is_some() && self.hosts.iter().any(|h| h.name == target) {
+            return self.exec_in_host(target, command);
+        }
         let netns = match (
             self.hosts.iter().find(|h| h.name == target),
             self.pod(target),
@@ -544,6 +566,11 @@ fn start_node(config: &LabConfig, host: &Host, number: usize, secret: &Path) -> 
 /// which execs it, so the pid is the node's own; children are killed too in
 /// case a wrapper stays).
 fn kill_tree(pid: u32) {
+    // 0 is "no node started" (Kubernetes mode); `kill -9 0` would kill our
+    // own process group.
+    if pid == 0 {
+        return;
+    }
     let _ = Command::new("pkill")
         .args(["-9", "-P", &pid.to_string()])
         .status();
@@ -555,7 +582,14 @@ fn kill_tree(pid: u32) {
 /// bridge, the lab dir. Keeps going past failures and reports them.
 pub fn down(name: &str, dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Ok(lab) = Lab::load(dir) {
+    let saved = Lab::load(dir).ok();
+    // The Kubernetes side first: its processes live in the host namespaces
+    // and would keep them busy.
+    problems.extend(kubernetes::down_kubernetes(
+        name,
+        saved.as_ref().and_then(|lab| lab.kubernetes.as_ref()),
+    ));
+    if let Some(lab) = saved {
         for pod in lab.pods.clone() {
             if let Ok(host) = lab.host(&pod.host) {
                 let config = lab.network_config(host, &pod.tenant);

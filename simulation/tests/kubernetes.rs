@@ -1,0 +1,371 @@
+//! The Kubernetes test bed itself, on the stock CNI (ptp + host-local):
+//! real etcd, kube-apiserver, controller-manager and scheduler on host1,
+//! containerd, a kubelet and kube-proxy on every host. Nothing here is a
+//! mock: if this test passes, the lab is a Kubernetes cluster.
+//!
+//! Needs the Kubernetes build and the lab images (deploy/test.sh makes them
+//! first: deploy/lab/build-kubernetes.sh, deploy/lab/build-images.sh).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use simulation::lab::kubernetes::{KubernetesOptions, LabCni};
+use simulation::lab::{self, Lab, LabConfig};
+
+/// A Kubernetes lab taken down when the test ends, whatever happens.
+struct KubernetesLabGuard {
+    lab: Lab,
+    name: String,
+    dir: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl KubernetesLabGuard {
+    fn up(hosts: usize, cni: LabCni) -> Self {
+        let name = format!("kt{}", std::process::id() % 100_000);
+        let dir = PathBuf::from(format!("/run/romana-lab-test-{name}"));
+        let config = LabConfig {
+            dir: dir.clone(),
+            name: name.clone(),
+            // No romana binaries are needed with --cni ptp.
+            bin_dir: PathBuf::from("/nonexistent"),
+            subnet: 200 + (std::process::id() % 20) as u8,
+            node_args: Vec::new(),
+        };
+        let options = KubernetesOptions::defaults(&name, cni);
+        let state_dir = options.state_dir.clone();
+        match Lab::up_kubernetes(config, hosts, options) {
+            Ok(lab) => KubernetesLabGuard {
+                lab,
+                name,
+                dir,
+                state_dir,
+            },
+            Err(e) => {
+                let problems = lab::down(&name, &dir);
+                panic!("kubernetes lab up: {e} (cleanup: {problems:?})");
+            }
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.lab
+            .kubectl(args)
+            .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
+    }
+
+    fn kubectl_json(&self, args: &[&str]) -> Value {
+        let mut full = args.to_vec();
+        full.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&full)).expect("kubectl printed JSON")
+    }
+
+    fn apply(&self, manifest: &str) {
+        self.lab
+            .kubectl_stdin(&["apply", "-f", "-"], manifest)
+            .unwrap_or_else(|e| panic!("kubectl apply: {e}"));
+    }
+
+    fn wait_until(&self, what: &str, timeout: Duration, condition: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if condition(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let pods = self
+            .lab
+            .kubectl(&["get", "pods", "-A", "-o", "wide"])
+            .unwrap_or_default();
+        let events = self
+            .lab
+            .kubectl(&["get", "events", "-A"])
+            .unwrap_or_default();
+        panic!("timed out waiting for {what}\npods:\n{pods}\nevents:\n{events}");
+    }
+
+    /// Pods of `selector` as (name, node, phase, podIP).
+    fn pods(&self, selector: &str) -> Vec<(String, String, String, String)> {
+        let pods = self.kubectl_json(&["get", "pods", "-l", selector]);
+        pods["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|pod| {
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                (
+                    text(&pod["metadata"]["name"]),
+                    text(&pod["spec"]["nodeName"]),
+                    text(&pod["status"]["phase"]),
+                    text(&pod["status"]["podIP"]),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for KubernetesLabGuard {
+    fn drop(&mut self) {
+        let problems = lab::down(&self.name, &self.dir);
+        if !problems.is_empty() && !std::thread::panicking() {
+            panic!("lab down: {problems:?}");
+        }
+    }
+}
+
+/// What `down` must not leave behind, by the lab's names.
+fn leftovers(name: &str, state_dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let state = state_dir.display().to_string();
+    let prefix = format!("{name}-");
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&state) {
+                found.push(format!(
+                    "process {}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    let netns = lab::run("ip", &["netns", "list"]).unwrap_or_default();
+    found.extend(
+        netns
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(|l| format!("netns {l}")),
+    );
+    let links = lab::run("ip", &["-o", "link", "show"]).unwrap_or_default();
+    found.extend(
+        links
+            .lines()
+            .filter(|l| l.contains(&prefix))
+            .map(|l| format!("link {l}")),
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&state))
+            .map(|l| format!("mount {l}")),
+    );
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(children) = std::fs::read_dir(hierarchy.path()) {
+            for child in children.flatten() {
+                if child.file_name().to_string_lossy().starts_with(&prefix) {
+                    found.push(format!("cgroup {}", child.path().display()));
+                }
+            }
+        }
+    }
+    if state_dir.exists() {
+        found.push(format!("state dir {state}"));
+    }
+    found
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: spread
+spec:
+  replicas: 6
+  selector:
+    matchLabels: {app: spread}
+  template:
+    metadata:
+      labels: {app: spread}
+    spec:
+      terminationGracePeriodSeconds: 1
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: DoNotSchedule
+        labelSelector:
+          matchLabels: {app: spread}
+      containers:
+      - name: test
+        image: localhost/romana-test:latest
+        imagePullPolicy: Never
+        command: ["/bin/sh", "-c", "echo romana-test up on $(hostname); trap 'exit 0' TERM; sleep 2147483647 & wait"]
+"#;
+
+const BACKEND: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: backend
+  labels: {app: backend}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: host2}
+  containers:
+  - name: httpd
+    image: localhost/romana-test:latest
+    imagePullPolicy: Never
+    command: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/var/www"]
+    ports:
+    - {name: http, containerPort: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: backend
+spec:
+  selector: {app: backend}
+  ports:
+  - {port: 80, targetPort: http}
+"#;
+
+/// The 3-host lab comes up as a Kubernetes cluster; pods spread over the
+/// hosts, reach each other and a Service across hosts; `kubectl exec` and
+/// `logs` work; `down` leaves nothing behind.
+#[test]
+fn three_host_kubernetes_lab_runs_pods_services_and_cleans_up() {
+    let guard = KubernetesLabGuard::up(3, LabCni::Ptp);
+    let (name, state_dir) = (guard.name.clone(), guard.state_dir.clone());
+
+    // Three Ready nodes, named as the lab's hosts.
+    let nodes = guard.kubectl_json(&["get", "nodes"]);
+    let mut names: Vec<String> = nodes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .map(|n| {
+            n["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["host1", "host2", "host3"], "3 Ready nodes");
+
+    // Six pods, two per host, all Running with an address from their host's
+    // subnet.
+    guard.apply(DEPLOYMENT);
+    guard.wait_until("6 spread pods Running", Duration::from_secs(180), |g| {
+        let pods = g.pods("app=spread");
+        pods.len() == 6 && pods.iter().all(|p| p.2 == "Running" && !p.3.is_empty())
+    });
+    let pods = guard.pods("app=spread");
+    for host in ["host1", "host2", "host3"] {
+        let on_host: Vec<_> = pods.iter().filter(|p| p.1 == host).collect();
+        assert_eq!(on_host.len(), 2, "two pods on {host}: {pods:?}");
+        let number = &host[4..];
+        for pod in on_host {
+            assert!(
+                pod.3.starts_with(&format!("10.244.{number}.")),
+                "{} on {host} has {} (want 10.244.{number}.x)",
+                pod.0,
+                pod.3
+            );
+        }
+    }
+
+    // kubectl exec and kubectl logs go through the apiserver to the kubelet.
+    let first = pods
+        .iter()
+        .find(|p| p.1 == "host1")
+        .expect("a pod on host1");
+    let hostname = guard.kubectl(&["exec", &first.0, "--", "hostname"]);
+    assert_eq!(hostname.trim(), first.0, "exec runs in the pod");
+    guard.wait_until("the pod's log line", Duration::from_secs(30), |g| {
+        g.lab
+            .kubectl(&["logs", &first.0])
+            .is_ok_and(|log| log.contains(&format!("romana-test up on {}", first.0)))
+    });
+
+    // A pod pings a pod on another host.
+    let remote = pods
+        .iter()
+        .find(|p| p.1 == "host2")
+        .expect("a pod on host2");
+    let ping = guard.kubectl(&[
+        "exec", &first.0, "--", "ping", "-c", "1", "-W", "3", &remote.3,
+    ]);
+    assert!(
+        ping.contains("1 packets received"),
+        "ping {}: {ping}",
+        remote.3
+    );
+
+    // A pod on host3 reaches a ClusterIP Service backed by a pod on host2.
+    guard.apply(BACKEND);
+    guard.wait_until("the backend pod Running", Duration::from_secs(120), |g| {
+        g.pods("app=backend").iter().any(|p| p.2 == "Running")
+    });
+    let cluster_ip = guard
+        .kubectl(&[
+            "get",
+            "service",
+            "backend",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .trim()
+        .to_string();
+    assert!(cluster_ip.starts_with("172.20."), "ClusterIP {cluster_ip}");
+    let client = pods
+        .iter()
+        .find(|p| p.1 == "host3")
+        .expect("a pod on host3");
+    let url = format!("http://{cluster_ip}/");
+    // `timeout`, not wget -T: Debian's static busybox 1.35 wget segfaults on -T.
+    guard.wait_until("the Service to answer", Duration::from_secs(60), |g| {
+        g.lab
+            .kubectl(&[
+                "exec", &client.0, "--", "timeout", "5", "wget", "-q", "-O-", &url,
+            ])
+            .is_ok_and(|page| page.contains("romana test image"))
+    });
+
+    // Deleting pods removes their interfaces from the hosts; the backend
+    // stays, so that `down` has a running pod to end.
+    guard.kubectl(&["delete", "deployment", "spread", "--wait=true"]);
+    guard.wait_until("the spread pods gone", Duration::from_secs(90), |g| {
+        g.pods("app=spread").is_empty()
+    });
+    let pod_veths = |g: &KubernetesLabGuard, host: &str| {
+        g.lab
+            .exec(host, &["ip", "-o", "link", "show", "type", "veth"])
+            .map(|links| links.lines().filter(|l| !l.contains("eth0@")).count())
+            .unwrap_or(usize::MAX)
+    };
+    guard.wait_until("pod veths removed", Duration::from_secs(60), |g| {
+        pod_veths(g, "host1") == 0 && pod_veths(g, "host2") == 1 && pod_veths(g, "host3") == 0
+    });
+
+    let processes = guard.lab.kubernetes_processes();
+    assert!(
+        processes.iter().any(|(_, c)| c.contains("containerd-shim")),
+        "the hosts' processes include the runtime's shims: {processes:?}"
+    );
+    drop(guard);
+    let mut left = leftovers(&name, &state_dir);
+    left.extend(
+        processes
+            .iter()
+            .filter(|(pid, command)| {
+                !command.is_empty() && lab::kubernetes::process_command_line(*pid) == *command
+            })
+            .map(|(pid, command)| format!("process {pid}: {command}")),
+    );
+    assert!(left.is_empty(), "down left behind: {left:#?}");
+}
