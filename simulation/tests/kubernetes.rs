@@ -7,11 +7,18 @@
 //! first: deploy/lab/build-kubernetes.sh, deploy/lab/build-images.sh).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use simulation::lab::kubernetes::{KubernetesOptions, LabCni};
 use simulation::lab::{self, Lab, LabConfig};
+
+/// One Kubernetes lab at a time: labs share the machine's mount points
+/// (/var/lib/kubelet, …), which the first lab creates and removes.
+static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+static LABS: AtomicU32 = AtomicU32::new(0);
 
 /// A Kubernetes lab taken down when the test ends, whatever happens.
 struct KubernetesLabGuard {
@@ -19,18 +26,24 @@ struct KubernetesLabGuard {
     name: String,
     dir: PathBuf,
     state_dir: PathBuf,
+    // Dropped after the lab is down (fields drop after `drop`).
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
 impl KubernetesLabGuard {
     fn up(hosts: usize, cni: LabCni) -> Self {
-        let name = format!("kt{}", std::process::id() % 100_000);
+        let one_at_a_time = ONE_LAB_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let number = LABS.fetch_add(1, Ordering::SeqCst);
+        let name = format!("kt{}{number}", std::process::id() % 10_000);
         let dir = PathBuf::from(format!("/run/romana-lab-test-{name}"));
         let config = LabConfig {
             dir: dir.clone(),
             name: name.clone(),
             // No romana binaries are needed with --cni ptp.
             bin_dir: PathBuf::from("/nonexistent"),
-            subnet: 200 + (std::process::id() % 20) as u8,
+            subnet: 200 + ((std::process::id() + number) % 20) as u8,
             node_args: Vec::new(),
         };
         let options = KubernetesOptions::defaults(&name, cni);
@@ -41,6 +54,7 @@ impl KubernetesLabGuard {
                 name,
                 dir,
                 state_dir,
+                _one_at_a_time: one_at_a_time,
             },
             Err(e) => {
                 let problems = lab::down(&name, &dir);
@@ -368,4 +382,52 @@ fn three_host_kubernetes_lab_runs_pods_services_and_cleans_up() {
             .map(|(pid, command)| format!("process {pid}: {command}")),
     );
     assert!(left.is_empty(), "down left behind: {left:#?}");
+}
+
+/// `down` after a crash: the lab's own record (lab.json) is gone and a
+/// kubelet was killed with a pod running; `down` still finds and removes
+/// every process, mount, cgroup and namespace by the lab's names.
+#[test]
+fn down_cleans_up_after_a_crash_without_the_lab_record() {
+    let exists =
+        || lab::kubernetes::HOST_PRIVATE_PATHS.map(|path| std::path::Path::new(path).exists());
+    let before = exists();
+    let guard = KubernetesLabGuard::up(1, LabCni::Ptp);
+    let (name, state_dir, dir) = (
+        guard.name.clone(),
+        guard.state_dir.clone(),
+        guard.dir.clone(),
+    );
+    guard.apply(BACKEND.replace("host2", "host1").as_str());
+    guard.wait_until("the backend pod Running", Duration::from_secs(120), |g| {
+        g.pods("app=backend").iter().any(|p| p.2 == "Running")
+    });
+    let processes = guard.lab.kubernetes_processes();
+    let kubelet = processes
+        .iter()
+        .find(|(_, command)| command.contains("kubelet --config"))
+        .expect("a kubelet runs");
+    lab::run("kill", &["-9", &kubelet.0.to_string()]).expect("kill the kubelet");
+    std::fs::remove_file(dir.join("lab.json")).expect("remove lab.json");
+    // The guard's down now runs without the lab's record.
+    drop(guard);
+    let mut left = leftovers(&name, &state_dir);
+    left.extend(
+        processes
+            .iter()
+            .filter(|(pid, command)| {
+                !command.is_empty() && lab::kubernetes::process_command_line(*pid) == *command
+            })
+            .map(|(pid, command)| format!("process {pid}: {command}")),
+    );
+    for ((path, was), is) in lab::kubernetes::HOST_PRIVATE_PATHS
+        .iter()
+        .zip(before)
+        .zip(exists())
+    {
+        if was != is {
+            left.push(format!("{path} existed before: {was}, after: {is}"));
+        }
+    }
+    assert!(left.is_empty(), "down after a crash left behind: {left:#?}");
 }

@@ -384,6 +384,12 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).map_err(|e| LabError::Message(format!("write {}: {e}", path.display())))
 }
 
+/// Where the lab keeps a copy of its Kubernetes state, beside the hosts'
+/// files.
+pub fn saved_state_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("kubernetes.json")
+}
+
 /// The deploy/lab scripts, compiled in so that `romana-lab` works from any
 /// directory.
 const PKI_SCRIPT: &str = include_str!("../../../deploy/lab/kube-pki.sh");
@@ -1263,6 +1269,14 @@ pub fn down_kubernetes(name: &str, kubernetes: Option<&KubernetesLab>) -> Vec<St
     let state_dir = kubernetes
         .map(|k| k.options.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from("/var/lib/romana-lab").join(name));
+    // Without lab.json, the copy the lab keeps in its state dir.
+    let recovered: Option<KubernetesLab> = match kubernetes {
+        Some(_) => None,
+        None => fs::read_to_string(saved_state_file(&state_dir))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok()),
+    };
+    let kubernetes = kubernetes.or(recovered.as_ref());
     let namespaces = state_dir.join("ns");
     let mut host_files: Vec<PathBuf> = fs::read_dir(&namespaces)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())

@@ -167,11 +167,21 @@ impl Lab {
     fn save(&self) -> Result<()> {
         let text =
             serde_json::to_string_pretty(self).map_err(|e| LabError::Message(e.to_string()))?;
-        let temporary = self.config.dir.join("lab.json.tmp");
-        fs::write(&temporary, text)
-            .map_err(|e| LabError::Message(format!("write lab state: {e}")))?;
-        fs::rename(&temporary, self.config.state_file())
-            .map_err(|e| LabError::Message(format!("write lab state: {e}")))
+        write_atomically(&self.config.state_file(), &text)?;
+        // A second copy of the Kubernetes side beside the hosts' files, so
+        // that `down` still finds the saved sysctls and the mount points it
+        // created when lab.json is lost.
+        if let Some(kubernetes) = &self.kubernetes {
+            let text = serde_json::to_string_pretty(kubernetes)
+                .map_err(|e| LabError::Message(e.to_string()))?;
+            if kubernetes.options.state_dir.exists() {
+                write_atomically(
+                    &kubernetes::saved_state_file(&kubernetes.options.state_dir),
+                    &text,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn ctl_binary(&self) -> PathBuf {
@@ -515,6 +525,17 @@ impl Lab {
         };
         in_netns(&netns, command)
     }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    fs::write(&temporary, text)
+        .map_err(|e| LabError::Message(format!("write {}: {e}", temporary.display())))?;
+    fs::rename(&temporary, path)
+        .map_err(|e| LabError::Message(format!("write {}: {e}", path.display())))
 }
 
 /// Starts `host`'s node inside its namespace (host `number` 1 creates the
