@@ -38,9 +38,9 @@ use sha2::{Digest, Sha256};
 use crate::config::{resolve_segment, resolve_tenant, CniArgs, Command, Environment, NetConf};
 use crate::error::{code, CniError, Result};
 use crate::log::Log;
-use crate::netlink::{format_mac, Netlink, NetlinkError};
 use crate::node_client::NodeClient;
 use crate::version;
+use romana_netlink::{format_mac, Netlink, NetlinkError};
 
 const PATH_ALLOCATIONS: &str = "/v1/ipam/allocations";
 const PATH_RELEASE: &str = "/v1/ipam/release";

@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use raft_store::transport::ClusterSecret;
-use romana_node::api::{NoteBody, StatusView, WriteResult, PATH_NOTES, PATH_STATUS};
+use romana_api::cluster::{NoteBody, StatusView, WriteResult};
+use romana_api::paths::{PATH_NOTES, PATH_STATUS};
 use romana_node::http_client::{ApiClient, CallError, Endpoint};
 
 pub const NODE_BINARY: &str = env!("CARGO_BIN_EXE_romana-node");

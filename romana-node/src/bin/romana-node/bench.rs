@@ -53,15 +53,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::api::{NoteBody, StatusView, WriteResult, PATH_NOTES, PATH_STATUS};
-use crate::ctl::{table, Output};
-use crate::error::{Context, Error};
-use crate::http_client::{ApiClient, CallError, Endpoint};
-use crate::ipam_api::{
-    AllocateBody, AllocationView, HostView, LayoutView, NameBody, PATH_ALLOCATIONS, PATH_HOSTS,
-    PATH_LAYOUT, PATH_TENANTS,
+use romana_api::cluster::{NoteBody, StatusView, WriteResult};
+use romana_api::ipam::{AllocateBody, AllocationView, HostView, LayoutView, NameBody};
+use romana_api::paths::{
+    PATH_ALLOCATIONS, PATH_HOSTS, PATH_LAYOUT, PATH_NOTES, PATH_STATUS, PATH_TENANTS,
 };
-use crate::node::{new_request_id, now_ms};
+use romana_node::ctl::{table, Output};
+use romana_node::error::{Context, Error};
+use romana_node::http_client::{ApiClient, CallError, Endpoint};
+use romana_node::node::{new_request_id, now_ms};
 
 /// The note every benchmark write records.
 const NOTE_TEXT: &str = "bench";
