@@ -20,6 +20,14 @@
 //! `raft_store`'s types, a client that only passes them on needs no
 //! `raft_store`.
 
+//! ## Words
+//!
+//! A **node** is a `romana-node` process and its Raft member (`/v1/nodes`,
+//! `romanactl node`); a **host** is the same machine as the address layout
+//! sees it: a host number and the prefix it owns (`/v1/hosts`,
+//! `romanactl host`). Every node registers as one host, under the same
+//! name.
+
 pub mod cluster;
 pub mod error;
 pub mod headers;

@@ -180,3 +180,31 @@ impl IntoResponse for ApiError {
             .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_codes_are_decided_together() {
+        // Goal: an unknown outcome is a retryable 503, never a 409; a
+        // missing tenant has its own code; other rejections keep their
+        // statuses.
+        let unknown = ApiError::outcome_unknown(Duration::from_millis(5000), "no commit");
+        assert_eq!(unknown.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unknown.code(), ErrorCode::OutcomeUnknown);
+        assert!(unknown.code().is_retryable());
+
+        let tenant = ApiError::from_rejection(&Rejection::UnknownTenant { name: "t9".into() });
+        assert_eq!(tenant.status(), StatusCode::NOT_FOUND);
+        assert_eq!(tenant.code(), ErrorCode::UnknownTenant);
+        assert_eq!(tenant.to_string(), "404: no tenant named \"t9\"");
+
+        let exists = ApiError::from_rejection(&Rejection::TenantExists { name: "t1".into() });
+        assert_eq!(exists.status(), StatusCode::CONFLICT);
+        assert_eq!(exists.code(), ErrorCode::Conflict);
+
+        let uninitialised = ApiError::from_rejection(&Rejection::NotInitialised);
+        assert_eq!(uninitialised.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
