@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up and runs every check and test of the project: formatting, clippy,
-# unit tests, openraft's storage suite, and the multi-process cluster tests.
+# module cycles, unit tests, openraft's storage suite, and the multi-process cluster tests.
 # Run as root on Debian; installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,10 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "module cycles"
+# No crate's modules may import each other in a cycle. raft-store's own
+# restructuring is under way on its branch: reported, not yet fatal.
+python3 deploy/check-module-cycles.py --allow raft-store
 log "cargo test"
 # Two test threads: the cluster tests start real node processes and the
 # machine has two cores.

@@ -8,6 +8,8 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use romana_api::headers::{ACTOR_HEADER, CNI_ACTOR, SECRET_HEADER};
+use romana_api::ErrorCode;
 use serde_json::Value;
 
 use crate::config::NodeEndpoint;
@@ -20,9 +22,6 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest answer read.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
-const SECRET_HEADER: &str = "x-romana-cluster-secret";
-const ACTOR_HEADER: &str = "x-romana-actor";
-
 /// An answer: HTTP status and JSON body (`Null` if empty).
 #[derive(Debug)]
 pub struct Answer {
@@ -33,6 +32,15 @@ pub struct Answer {
 impl Answer {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The node's error code (`Other` when the body has none).
+    pub fn code(&self) -> ErrorCode {
+        self.body
+            .get("code")
+            .cloned()
+            .and_then(|code| serde_json::from_value(code).ok())
+            .unwrap_or(ErrorCode::Other)
     }
 
     /// The node's error message, or the status.
@@ -111,7 +119,7 @@ impl NodeClient {
         };
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{ACTOR_HEADER}: cni\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{ACTOR_HEADER}: {CNI_ACTOR}\r\n",
             payload.len()
         );
         if let Some(secret) = &self.secret {

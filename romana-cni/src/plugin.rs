@@ -26,34 +26,63 @@
 //! block); Linux allows it, and each copy is scoped by its /32 route.
 //!
 //! Everything after the allocation is undone by a guard if a later step
-//! fails: the veth is deleted and the address released.
+//! fails: the veth is deleted and the address released. The guard is armed
+//! as soon as the node has answered the allocation, before its answer is
+//! read, so a malformed answer cannot leak an address (the release names
+//! the container id and interface, not the address). It is disarmed only
+//! on success, or when the answer says the address was held from an
+//! earlier ADD (not ours to undo).
 
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
+use romana_api::cluster::ReadyView;
+use romana_api::ipam::{
+    AllocateBody, AllocationView, ContainerInterface, GcBody, NameBody, ReleaseBody,
+};
+use romana_api::paths::{self, PATH_ALLOCATIONS, PATH_GC, PATH_READY, PATH_RELEASE, PATH_TENANTS};
+use romana_api::ErrorCode;
+use romana_netlink::{format_mac, Netlink, NetlinkError};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{resolve_segment, resolve_tenant, CniArgs, Command, Environment, NetConf};
 use crate::error::{code, CniError, Result};
 use crate::log::Log;
-use crate::netlink::{format_mac, Netlink, NetlinkError};
-use crate::node_client::NodeClient;
+use crate::node_client::{Answer, NodeClient};
 use crate::version;
 
-const PATH_ALLOCATIONS: &str = "/v1/ipam/allocations";
-const PATH_RELEASE: &str = "/v1/ipam/release";
-const PATH_GC: &str = "/v1/ipam/gc";
-const PATH_TENANTS: &str = "/v1/tenants";
-const PATH_STATUS: &str = "/v1/status";
-const PATH_HOSTS: &str = "/v1/hosts";
+/// Times an allocation whose outcome the node could not confirm is asked
+/// again with the same request id (which answers the committed outcome).
+const MAX_OUTCOME_RETRIES: u32 = 3;
+
+/// A wire body as the client's JSON value.
+fn to_json<T: Serialize>(body: &T) -> Value {
+    // The API's bodies are plain structs of strings and options: always
+    // representable as JSON.
+    serde_json::to_value(body).unwrap_or(Value::Null)
+}
 
 /// The host end of a pod's veth: `rom` + 12 hex digits (15 bytes, the
 /// longest name Linux allows).
 pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     let digest = Sha256::digest(format!("{container_id}\0{ifname}").as_bytes());
     format!("rom{}", &hex::encode(digest)[..12])
+}
+
+/// A request id unique to this invocation: a hash of the container, the
+/// interface, the process id and the time (the plugin has no other state).
+fn invocation_request_id(container_id: &str, ifname: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let digest = Sha256::digest(
+        format!("{container_id}\0{ifname}\0{}\0{nanos}", std::process::id()).as_bytes(),
+    );
+    hex::encode(&digest[..16])
 }
 
 fn dataplane(e: NetlinkError) -> CniError {
@@ -157,7 +186,11 @@ impl Drop for AddRollback<'_> {
         {
             self.log.error(&format!("rollback: {e}"));
         }
-        let body = json!({ "container_id": self.container_id, "ifname": self.ifname });
+        let body = to_json(&ReleaseBody {
+            container_id: self.container_id.clone(),
+            ifname: self.ifname.clone(),
+            request_id: None,
+        });
         match self.client.post(PATH_RELEASE, &body) {
             Ok(answer) if answer.is_success() => {}
             Ok(answer) => self
@@ -168,19 +201,35 @@ impl Drop for AddRollback<'_> {
     }
 }
 
-fn parse_ip(value: Option<&Value>, what: &str) -> Result<Ipv4Addr> {
-    value
-        .and_then(Value::as_str)
-        .and_then(|text| text.split('/').next())
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| {
-            CniError::new(
-                code::NODE_REFUSED,
-                format!("the node's answer has no valid {what}"),
-            )
-        })
+/// The allocation in the node's answer; a malformed one is refused (the
+/// caller's guard then releases whatever the node allocated).
+fn parse_allocation(body: Value) -> Result<AllocationView> {
+    serde_json::from_value(body).map_err(|e| {
+        CniError::new(
+            code::NODE_REFUSED,
+            format!("the node's answer is not an allocation: {e}"),
+        )
+    })
 }
 
+/// Posts the allocation, asking again with the same request id while the
+/// node answers that the outcome is not known yet.
+fn post_allocation(client: &NodeClient, body: &Value, log: &Log) -> Result<Answer> {
+    let mut answer = client.post(PATH_ALLOCATIONS, body)?;
+    for attempt in 1..=MAX_OUTCOME_RETRIES {
+        if answer.is_success() || answer.code() != ErrorCode::OutcomeUnknown {
+            break;
+        }
+        log.info(&format!(
+            "allocation outcome unknown ({}); asking again with the same request id, attempt {attempt}",
+            answer.message()
+        ));
+        answer = client.post(PATH_ALLOCATIONS, body)?;
+    }
+    Ok(answer)
+}
+
+/// Asks the node for an address; returns its (unparsed) answer body.
 fn allocate(
     config: &NetConf,
     client: &NodeClient,
@@ -188,21 +237,27 @@ fn allocate(
     tenant: &str,
     log: &Log,
 ) -> Result<Value> {
-    let answer = client.post(PATH_ALLOCATIONS, body)?;
+    let answer = post_allocation(client, body, log)?;
     if answer.is_success() {
         return Ok(answer.body);
     }
-    let unknown_tenant = answer.status == 404 && answer.message().contains("no tenant named");
+    let unknown_tenant = answer.code() == ErrorCode::UnknownTenant;
     if !(unknown_tenant && config.auto_create_tenants) {
         return Err(answer.into_error("allocate an address"));
     }
     log.info(&format!("creating tenant {tenant} (auto_create_tenants)"));
-    let created = client.post(PATH_TENANTS, &json!({ "name": tenant }))?;
+    let created = client.post(
+        PATH_TENANTS,
+        &to_json(&NameBody {
+            name: tenant.to_string(),
+            request_id: None,
+        }),
+    )?;
     // A concurrent ADD may have created it first: that is fine.
     if !created.is_success() && created.status != 409 {
         return Err(created.into_error(&format!("create tenant {tenant}")));
     }
-    let answer = client.post(PATH_ALLOCATIONS, body)?;
+    let answer = post_allocation(client, body, log)?;
     if answer.is_success() {
         Ok(answer.body)
     } else {
@@ -249,27 +304,22 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
         ));
     }
 
-    let body = json!({
-        "tenant": tenant,
-        "segment": segment,
-        "container_id": container_id,
-        "ifname": ifname,
-        "pod_namespace": args.get("K8S_POD_NAMESPACE"),
-        "pod_name": args.get("K8S_POD_NAME"),
-        "network": config.name,
+    let body = to_json(&AllocateBody {
+        host: None,
+        tenant: tenant.clone(),
+        segment: Some(segment.clone()),
+        container_id: container_id.to_string(),
+        ifname: ifname.to_string(),
+        pod_namespace: args.get("K8S_POD_NAMESPACE").map(str::to_string),
+        pod_name: args.get("K8S_POD_NAME").map(str::to_string),
+        network: Some(config.name.clone()),
+        // One id per invocation: retries of this ADD's allocation (when the
+        // node could not confirm the outcome) replay the committed answer.
+        request_id: Some(invocation_request_id(container_id, ifname)),
     });
-    let allocation = allocate(config, &client, &body, &tenant, log)?;
-    let address = parse_ip(allocation.get("address"), "address")?;
-    let gateway = parse_ip(allocation.get("gateway"), "gateway")?;
-    if allocation.get("newly_allocated") == Some(&Value::Bool(false)) {
-        // Held from an earlier ADD: not ours to roll back.
-        return Err(CniError::new(
-            code::ALREADY_SET_UP,
-            format!(
-                "{container_id}/{ifname} already holds {address} from an earlier ADD; DEL it first"
-            ),
-        ));
-    }
+    let answer = allocate(config, &client, &body, &tenant, log)?;
+    // From here on the node holds an address for this container/interface:
+    // any failure, reading the answer included, releases it.
     let mut rollback = AddRollback {
         client: &client,
         log,
@@ -278,6 +328,18 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
         host_veth: host_veth.clone(),
         armed: true,
     };
+    let allocation = parse_allocation(answer)?;
+    let (address, gateway) = (allocation.address, allocation.gateway);
+    if !allocation.newly_allocated {
+        // Held from an earlier ADD: not ours to roll back.
+        rollback.armed = false;
+        return Err(CniError::new(
+            code::ALREADY_SET_UP,
+            format!(
+                "{container_id}/{ifname} already holds {address} from an earlier ADD; DEL it first"
+            ),
+        ));
+    }
 
     host.create_veth(&host_veth, ifname, netns_file.as_raw_fd(), config.mtu)
         .map_err(dataplane)?;
@@ -365,7 +427,11 @@ fn cmd_del(environment: &Environment, config: &NetConf, log: &Log) -> Result<()>
     post_and_log_outcome(
         config,
         PATH_RELEASE,
-        &json!({ "container_id": container_id, "ifname": ifname }),
+        &to_json(&ReleaseBody {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+            request_id: None,
+        }),
         "release the address",
         "released",
         log,
@@ -485,7 +551,7 @@ fn cmd_check(environment: &Environment, config: &NetConf, _log: &Log) -> Result<
         )));
     }
     let client = NodeClient::new(config.node.clone())?;
-    let answer = client.get(&format!("/v1/ipam/addresses/{address}"))?;
+    let answer = client.get(&paths::address(address))?;
     if !answer.is_success() {
         return Err(answer.into_error("look up the allocation"));
     }
@@ -503,31 +569,22 @@ fn cmd_check(environment: &Environment, config: &NetConf, _log: &Log) -> Result<
 fn cmd_status(config: &NetConf, _log: &Log) -> Result<()> {
     let unavailable = |reason: String| CniError::new(code::PLUGIN_NOT_AVAILABLE, reason);
     let client = NodeClient::new(config.node.clone())?;
-    let status = client.get(PATH_STATUS).map_err(|e| unavailable(e.msg))?;
-    if !status.is_success() {
+    let answer = client.get(PATH_READY).map_err(|e| unavailable(e.msg))?;
+    if !answer.is_success() {
         return Err(unavailable(format!(
             "the node answered: {}",
-            status.message()
+            answer.message()
         )));
     }
-    if status.body.get("leader").is_none_or(Value::is_null) {
+    let ready: ReadyView = serde_json::from_value(answer.body)
+        .map_err(|e| unavailable(format!("unreadable readiness answer: {e}")))?;
+    if ready.leader.is_none() {
         return Err(unavailable("the cluster has no leader (no quorum?)".into()));
     }
-    let name = status
-        .body
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let hosts = client.get(PATH_HOSTS).map_err(|e| unavailable(e.msg))?;
-    let known = hosts.body.as_array().is_some_and(|hosts| {
-        hosts
-            .iter()
-            .any(|h| h.get("name").and_then(Value::as_str) == Some(name.as_str()))
-    });
-    if !known {
+    if !ready.registered_host {
         return Err(unavailable(format!(
-            "this node ({name}) is not registered as a host yet"
+            "this node ({}) is not registered as a host yet",
+            ready.name
         )));
     }
     Ok(())
@@ -540,14 +597,22 @@ fn cmd_gc(config: &NetConf, log: &Log) -> Result<()> {
             "invalid network config: cni.dev/valid-attachments is required for GC",
         )
     })?;
-    let valid: Vec<Value> = valid
+    let valid: Vec<ContainerInterface> = valid
         .iter()
-        .map(|(container_id, ifname)| json!({ "container_id": container_id, "ifname": ifname }))
+        .map(|(container_id, ifname)| ContainerInterface {
+            container_id: container_id.clone(),
+            ifname: ifname.clone(),
+        })
         .collect();
     post_and_log_outcome(
         config,
         PATH_GC,
-        &json!({ "network": config.name, "valid": valid }),
+        &to_json(&GcBody {
+            host: None,
+            network: Some(config.name.clone()),
+            valid,
+            request_id: None,
+        }),
         "garbage-collect addresses",
         "garbage collection",
         log,

@@ -16,7 +16,7 @@ use crate::error::Error;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/romana";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9600";
-pub const DEFAULT_API_SOCKET: &str = "/run/romana/romana.sock";
+pub use romana_api::paths::DEFAULT_API_SOCKET;
 pub const DEFAULT_VOTERS: u8 = 3;
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
 pub const DEFAULT_PURGE_KEEP_LOGS: u64 = 1_000;

@@ -12,12 +12,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use raft_store::transport::{ClusterSecret, SECRET_HEADER};
+use romana_api::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Header naming the person or tool behind a request, recorded as the
-/// entry's actor.
-pub const ACTOR_HEADER: &str = "x-romana-actor";
+pub use romana_api::headers::ACTOR_HEADER;
 
 /// Where the node API is.
 #[derive(Clone, Debug)]
@@ -49,12 +48,6 @@ pub enum CallError {
     Status { status: StatusCode, message: String },
     #[error("unexpected answer from {endpoint}: {reason}")]
     BadAnswer { endpoint: String, reason: String },
-}
-
-/// The JSON error body every API error carries.
-#[derive(serde::Deserialize, serde::Serialize, Debug)]
-pub struct ErrorBody {
-    pub error: String,
 }
 
 /// A client bound to one endpoint.

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use hyper::{Method, StatusCode};
 use raft_store::state::AppliedRequest;
-use romana_node::api::{NodeView, PATH_NODES, PATH_NOTES, PATH_STATUS};
+use romana_api::cluster::{NodeView, StatusView};
+use romana_api::paths::{PATH_NODES, PATH_NOTES, PATH_STATUS};
 use romana_node::http_client::{ApiClient, CallError, Endpoint};
 
 /// Is `request_id` recorded in `node`'s replica?
@@ -307,7 +308,7 @@ async fn five_nodes_keep_three_voters_and_promote_a_learner_on_removal() {
     // go on.
     let mut cluster = TestCluster::new(5, &["--voters", "3"]);
     cluster.start_all().await;
-    let roles = |status: &romana_node::api::StatusView| {
+    let roles = |status: &StatusView| {
         let voters = status.members.iter().filter(|m| m.role == "voter").count();
         (voters, status.members.len() - voters)
     };

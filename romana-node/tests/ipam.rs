@@ -13,12 +13,12 @@ use common::*;
 use hyper::StatusCode;
 use raft_store::layout::AddressLayout;
 use raft_store::state::{Effect, Outcome};
-use romana_node::api::WriteResult;
+use romana_api::ipam::{AllocateBody, AllocationView, HostView, NameBody, ReleaseBody, TenantView};
+use romana_api::paths::{PATH_ALLOCATIONS, PATH_HOSTS, PATH_RELEASE, PATH_TENANTS};
 use romana_node::http_client::{ApiClient, CallError};
-use romana_node::ipam_api::{
-    AllocateBody, AllocationView, HostView, NameBody, ReleaseBody, TenantView, PATH_ALLOCATIONS,
-    PATH_HOSTS, PATH_RELEASE, PATH_TENANTS,
-};
+
+/// A write's answer with the event model's outcome.
+type WriteResult = romana_api::cluster::WriteResult<raft_store::state::Outcome>;
 
 fn allocate_body(host: &str, tenant: &str, segment: &str, container_id: &str) -> AllocateBody {
     AllocateBody {

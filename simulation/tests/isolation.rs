@@ -25,8 +25,7 @@ fn tenants_are_isolated_and_traffic_within_a_tenant_flows() {
     );
     let mut server = tcp_server(&lab.netns("a2"), 8080);
     assert!(tcp_reaches(&lab.netns("a1"), &a2, 8080), "t1 -> t1 TCP");
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
     assert!(
         udp_reaches(&lab.netns("a1"), &lab.netns("a2"), &a2, 9000),
         "t1 -> t1 UDP"

@@ -33,8 +33,7 @@ fn pods_of_a_tenant_reach_each_other_across_hosts_by_icmp_and_tcp() {
     }
     let mut server = tcp_server(&lab.netns("p3"), 8080);
     let answer = tcp_client(&lab.netns("p1"), &ips[2], 8080);
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
     assert_eq!(answer, "hello", "TCP from p1 (host1) to p3 (host3)");
 }
 

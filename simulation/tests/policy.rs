@@ -138,8 +138,7 @@ fn a_policy_opens_exactly_what_it_says_in_every_format() {
         });
         let mut server = tcp_server(&be, 80);
         let opened = tcp_reaches(&fe, &backend, 80);
-        let _ = server.kill();
-        let _ = server.wait();
+        server.stop();
         assert!(opened, "{format}: TCP 80 from t2/frontend must pass");
         assert_eq!(explain(&lab, &fe_ip, &backend, "tcp/80"), "allowed");
         assert!(

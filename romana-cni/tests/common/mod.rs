@@ -5,63 +5,25 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use romana_testkit::{free_port, run_plugin, sh, unique, Invocation, Netns};
+use romana_testkit::{sibling_binary, ChildGuard};
 use serde_json::{json, Value};
 
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_romana");
 
 /// The `romana-node` binary of the same build, built first if missing.
 pub fn node_binary() -> PathBuf {
-    let profile_dir = Path::new(PLUGIN)
-        .parent()
-        .expect("plugin in a target dir")
-        .to_path_buf();
-    let binary = profile_dir.join("romana-node");
-    if !binary.exists() {
-        let release = profile_dir.ends_with("release");
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "romana-node", "--bin", "romana-node"]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building romana-node failed");
-    }
-    binary
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
-/// Runs a command, panicking with its output if it fails.
-pub fn sh(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
+    sibling_binary(Path::new(PLUGIN), "romana-node", "romana-node")
 }
 
 /// A single-node cluster for the plugin to talk to.
 pub struct Node {
-    child: Option<Child>,
+    process: ChildGuard,
     pub socket: PathBuf,
     pub name: String,
     pub log: PathBuf,
@@ -69,19 +31,8 @@ pub struct Node {
     pub dir: tempfile::TempDir,
 }
 
-static NAMES: AtomicU32 = AtomicU32::new(0);
-
 /// Nodes started by this test binary; each gets its own pod CIDR.
 static NODES: AtomicU32 = AtomicU32::new(0);
-
-/// A name unique to this process and call, for namespaces and nodes.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        NAMES.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 impl Node {
     /// Starts a node and waits until it leads and knows itself as a host;
@@ -94,13 +45,13 @@ impl Node {
         let socket = dir.path().join("api.sock");
         let log = dir.path().join("node.log");
         let name = unique("cni-node-");
-        let log_file = std::fs::File::create(&log).expect("log file");
         // Tests run in parallel in the same host namespace: each node gets a
         // /16 of its own, so host routes to pods of different tests never
         // collide. 1 host bit, 4 tenant, 3 segment, 8 endpoint bits.
         let second_octet = 100 + NODES.fetch_add(1, Ordering::SeqCst) % 150;
         let cidr = format!("10.{second_octet}.0.0/16");
-        let child = Command::new(node_binary())
+        let mut command = Command::new(node_binary());
+        command
             .args([
                 "run",
                 // The tests share the machine's own namespace: no routes or
@@ -128,14 +79,10 @@ impl Node {
             .arg(dir.path().join("data"))
             .arg("--api-socket")
             .arg(&socket)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn romana-node");
+            .env("RUST_LOG", "warn");
+        let process = ChildGuard::spawn(command, &log).expect("spawn romana-node");
         let node = Self {
-            child: Some(child),
+            process,
             socket,
             name,
             log,
@@ -192,10 +139,7 @@ impl Node {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.stop();
     }
 
     /// A network config for `tenant`, in spec `version`, talking to this node.
@@ -217,105 +161,9 @@ impl Drop for Node {
     }
 }
 
-/// A network namespace named uniquely, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new() -> Self {
-        let name = unique("romana-t-");
-        sh("ip", &["netns", "add", &name]);
-        Self { name }
-    }
-
-    pub fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-
-    /// Runs a command inside the namespace.
-    pub fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .expect("ip netns exec")
-    }
-}
-
-impl Default for Netns {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// What the plugin printed and how it exited.
-#[derive(Debug)]
-pub struct Invocation {
-    pub success: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Invocation {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
-    }
-
-    /// The error code of a failed invocation.
-    pub fn code(&self) -> u64 {
-        assert!(!self.success, "expected a failure, got {:?}", self.stdout);
-        self.json()["code"].as_u64().expect("error code")
-    }
-}
-
 /// Runs the plugin with `CNI_*` variables (only those given) and `stdin`.
 pub fn invoke(env: &[(&str, &str)], stdin: &str) -> Invocation {
     run_plugin(Path::new(PLUGIN), env, stdin)
-}
-
-/// Runs any plugin binary as a runtime does: only the given `CNI_*`
-/// variables, `stdin` as the config.
-pub fn run_plugin(binary: &Path, env: &[(&str, &str)], stdin: &str) -> Invocation {
-    let mut command = Command::new(binary);
-    for var in [
-        "CNI_COMMAND",
-        "CNI_CONTAINERID",
-        "CNI_NETNS",
-        "CNI_IFNAME",
-        "CNI_ARGS",
-        "CNI_PATH",
-    ] {
-        command.env_remove(var);
-    }
-    let mut child = command
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("plugin output");
-    Invocation {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
-    }
 }
 
 /// Where runtimes look for plugins: `CNI_PATH` if set, then the usual dirs.

@@ -4,14 +4,16 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use raft_store::transport::ClusterSecret;
-use romana_node::api::{NoteBody, StatusView, WriteResult, PATH_NOTES, PATH_STATUS};
+use romana_api::cluster::{NoteBody, StatusView, WriteResult};
+use romana_api::paths::{PATH_NOTES, PATH_STATUS};
 use romana_node::http_client::{ApiClient, CallError, Endpoint};
+pub use romana_testkit::free_port;
+use romana_testkit::ChildGuard;
 
 pub const NODE_BINARY: &str = env!("CARGO_BIN_EXE_romana-node");
 pub const CTL_BINARY: &str = env!("CARGO_BIN_EXE_romanactl");
@@ -20,12 +22,6 @@ pub const CTL_BINARY: &str = env!("CARGO_BIN_EXE_romanactl");
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const SECRET: &str = "test-secret-0123456789abcdef0123456789";
-
-/// A port free right now on 127.0.0.1.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
-}
 
 /// One node: its directories, port and (when running) process.
 pub struct TestNode {
@@ -37,7 +33,7 @@ pub struct TestNode {
     pub extra_args: Vec<String>,
     pub join: Option<String>,
     secret_file: PathBuf,
-    child: Option<Child>,
+    process: Option<ChildGuard>,
 }
 
 impl TestNode {
@@ -73,72 +69,48 @@ impl TestNode {
     }
 
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "{} is already running", self.name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open node log");
-        let child = Command::new(NODE_BINARY)
-            .args(self.args())
-            .env(
-                "RUST_LOG",
-                std::env::var("ROMANA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn romana-node");
-        self.child = Some(child);
+        assert!(self.process.is_none(), "{} is already running", self.name);
+        let mut command = Command::new(NODE_BINARY);
+        command.args(self.args()).env(
+            "RUST_LOG",
+            std::env::var("ROMANA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+        );
+        let process = ChildGuard::spawn(command, &self.log).expect("spawn romana-node");
+        self.process = Some(process);
     }
 
     /// kill -9.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
     }
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{} did not stop within 10 s of SIGTERM", self.name);
+        if let Some(mut process) = self.process.take() {
+            assert!(
+                process.terminate(Duration::from_secs(10)),
+                "{} did not stop within 10 s of SIGTERM",
+                self.name
+            );
         }
     }
 
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
+        match &mut self.process {
+            Some(process) => !process.has_exited(),
             None => false,
         }
     }
 
     /// Wait for the process to exit on its own; its exit status.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(child) = &mut self.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Some(status);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let status = self.process.as_mut()?.wait_exit(timeout);
+        if status.is_some() {
+            self.process = None;
         }
-        None
+        status
     }
 
     /// API client over the unix socket.
@@ -218,7 +190,7 @@ impl TestCluster {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             join,
             secret_file: self.secret_file.clone(),
-            child: None,
+            process: None,
             name,
         });
         index

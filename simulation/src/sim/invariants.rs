@@ -99,7 +99,7 @@ fn check_dataplane(registry: &super::Registry) -> Vec<Violation> {
     for (node, shared) in &registry.states {
         let projection = shared.read();
         let state = &projection.state;
-        let routes = romana_node::reconciler::desired_routes(state, node);
+        let routes = romana_node::dataplane::routes::desired_routes(state, node);
         let others = state.nodes.keys().filter(|n| *n != node).count();
         if state.nodes.contains_key(node) && routes.len() != others {
             violations.push(Violation::Dataplane {
@@ -107,7 +107,7 @@ fn check_dataplane(registry: &super::Registry) -> Vec<Violation> {
                 reason: format!("{} routes for {others} other hosts", routes.len()),
             });
         }
-        let chains = romana_node::firewall::desired_chains(state, true);
+        let chains = romana_node::dataplane::firewall::desired_chains(state, true);
         match &first_chains {
             None => first_chains = Some(chains),
             Some(first) if *first != chains => violations.push(Violation::Dataplane {

@@ -4,10 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use romana_testkit::ChildGuard;
 use simulation::lab::{self, in_netns, Lab, LabConfig};
 
 /// Drift-repair interval the lab nodes run with.
@@ -133,8 +134,9 @@ impl Drop for LabGuard {
     }
 }
 
-/// A TCP server in a pod that answers one connection with "hello".
-pub fn tcp_server(netns: &str, port: u16) -> Child {
+/// A TCP server in a pod that answers one connection with "hello"; killed
+/// when the guard drops.
+pub fn tcp_server(netns: &str, port: u16) -> ChildGuard {
     let script = format!(
         "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',{port}))\ns.listen()\nc,_=s.accept()\nc.sendall(b'hello')\nc.close()"
     );
@@ -143,6 +145,7 @@ pub fn tcp_server(netns: &str, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(ChildGuard::from_child)
         .expect("start the server")
 }
 

@@ -15,7 +15,7 @@ use raft_store::state::AppliedRequest;
 use raft_store::{ClusterRequest, LogPayload, Raft};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 /// Entries being committed at once. More than one lets the next entry be
 /// appended while the previous one replicates.
@@ -102,7 +102,10 @@ async fn run(
                 }
                 Err(_) => {
                     for reply in replies {
-                        let _ = reply.send(Err(crate::node::no_commit_error(write_timeout)));
+                        let _ = reply.send(Err(ApiError::outcome_unknown(
+                            write_timeout,
+                            "no leader committed the write",
+                        )));
                     }
                 }
             }

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use raft_store::policy::Protocol;
 use raft_store::state::ClusterState;
 
-use crate::policy_compiler::{compile, MatchRule, Verdict};
+use crate::policy::compiler::{compile, MatchRule, Verdict};
 
 /// The project's chain in the filter table.
 pub const CHAIN: &str = "ROMANA-FORWARD";

@@ -9,30 +9,25 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use raft_store::policy::{Policy, Protocol};
+use raft_store::state::Outcome;
 use raft_store::Command;
-use serde::{Deserialize, Serialize};
+use romana_api::cluster::WriteResult;
+use romana_api::paths::{PATH_EXPLAIN, PATH_POLICIES, POLICY_ROUTE, TPR_POLICIES_ROUTE};
+use romana_api::policy::{ExplainQuery, ExplainView, PolicyView};
 
-use crate::api::{client_actor, write_result, ApiError, Listener, WriteResult};
+use super::{client_actor, write_result, Listener};
+use crate::error::ApiError;
 use crate::node::{new_request_id, Node};
-use crate::policy_compiler::{compile, explain, Packet, Verdict};
-use crate::policy_formats::{parse_policy_file, parse_tpr};
-
-pub const PATH_POLICIES: &str = "/v1/policies";
-pub const PATH_EXPLAIN: &str = "/v1/explain";
+use crate::policy::compiler::{compile, explain, Packet, Verdict};
+use crate::policy::formats::{parse_policy_file, parse_tpr};
 
 pub fn routes() -> Router<Node> {
     Router::new()
         .route(PATH_POLICIES, get(list).post(apply))
-        .route("/v1/policies/{*name}", get(show).delete(delete))
+        .route(POLICY_ROUTE, get(show).delete(delete))
         .route(PATH_EXPLAIN, get(explain_packet))
-        .route(
-            "/apis/romana.io/demo/v1/namespaces/{namespace}/networkpolicys",
-            post(apply_tpr),
-        )
-        .route(
-            "/apis/romana.io/demo/v1/namespaces/{namespace}/networkpolicys/",
-            post(apply_tpr),
-        )
+        .route(TPR_POLICIES_ROUTE, post(apply_tpr))
+        .route(&format!("{TPR_POLICIES_ROUTE}/"), post(apply_tpr))
 }
 
 async fn propose_policies(
@@ -40,7 +35,7 @@ async fn propose_policies(
     listener: Listener,
     headers: &HeaderMap,
     policies: Vec<Policy>,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let request_id = new_request_id();
     let actor = client_actor(node, listener, headers);
     let applied = node
@@ -58,7 +53,7 @@ async fn apply(
     Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the policy file is not UTF-8".into()))?;
     let policies = parse_policy_file(text).map_err(ApiError::BadRequest)?;
@@ -71,23 +66,14 @@ async fn apply_tpr(
     headers: HeaderMap,
     Path(namespace): Path<String>,
     body: Bytes,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the policy is not UTF-8".into()))?;
     let policies = parse_tpr(&namespace, text).map_err(ApiError::BadRequest)?;
     propose_policies(&node, listener, &headers, policies).await
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct PolicyView {
-    pub name: String,
-    pub applied_at_ms: u64,
-    pub applied_index: u64,
-    pub actor: String,
-    pub policy: Policy,
-}
-
-async fn list(State(node): State<Node>) -> Json<Vec<PolicyView>> {
+async fn list(State(node): State<Node>) -> Json<Vec<PolicyView<Policy>>> {
     let projection = node.shared.read();
     Json(
         projection
@@ -108,13 +94,13 @@ async fn list(State(node): State<Node>) -> Json<Vec<PolicyView>> {
 async fn show(
     State(node): State<Node>,
     Path(name): Path<String>,
-) -> Result<Json<PolicyView>, ApiError> {
+) -> Result<Json<PolicyView<Policy>>, ApiError> {
     let projection = node.shared.read();
-    let record = projection
-        .state
-        .policies
-        .get(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("no policy named {name:?}")))?;
+    let record = projection.state.policies.get(&name).ok_or_else(|| {
+        ApiError::from_rejection(&raft_store::state::Rejection::UnknownPolicy {
+            name: name.clone(),
+        })
+    })?;
     Ok(Json(PolicyView {
         name,
         applied_at_ms: record.applied_at_ms,
@@ -129,7 +115,7 @@ async fn delete(
     Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let request_id = new_request_id();
     let actor = client_actor(&node, listener, &headers);
     let applied = node
@@ -140,27 +126,6 @@ async fn delete(
         )
         .await?;
     write_result(request_id, applied)
-}
-
-/// Query of `GET /v1/explain`.
-#[derive(Deserialize, Debug)]
-pub struct ExplainQuery {
-    pub src: String,
-    pub dst: String,
-    /// tcp, udp, icmp or any (default any).
-    #[serde(default)]
-    pub protocol: Option<String>,
-    /// Destination port (tcp, udp) or ICMP type.
-    #[serde(default)]
-    pub port: Option<u16>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ExplainView {
-    /// allowed, denied, or not-romana (no pod on either side).
-    pub verdict: String,
-    /// The rule or default that decides.
-    pub decided_by: String,
 }
 
 pub fn parse_protocol(text: Option<&str>) -> Result<Protocol, String> {

@@ -1,6 +1,12 @@
 //! `romanactl`: the operator CLI. Talks to one node's API, over the local
 //! unix socket by default or over TCP with `--server` (which needs the
 //! cluster secret). Tables for people, JSON (`-o json`) for scripts.
+//!
+//! A client only: it speaks [`romana_api`]'s wire types through
+//! [`crate::http_client`] and imports nothing of the server.
+//!
+//! - this file: the command line and the commands.
+//! - [`audit`]: `romanactl audit`, online or from a data dir.
 
 use std::path::PathBuf;
 
@@ -8,19 +14,29 @@ use clap::{Parser, Subcommand, ValueEnum};
 use raft_store::transport::ClusterSecret;
 use serde::Serialize;
 
-use crate::api::{
-    MemberView, NodeView, NoteBody, StatusView, WriteResult, PATH_NODES, PATH_NOTES, PATH_STATUS,
+use raft_store::policy::Policy;
+use raft_store::state::Outcome;
+use romana_api::cluster::{MemberView, NodeView, NoteBody, StatusView};
+use romana_api::ipam::{
+    AddressView, AllocateBody, AllocationView, HostView, LayoutView, NameBody, ReleaseBody,
+    SegmentView, TenantView,
 };
-use crate::audit_cli::{records, AuditCommand, Source};
-use crate::config::DEFAULT_API_SOCKET;
+use romana_api::paths::{
+    DEFAULT_API_SOCKET, PATH_ADDRESSES, PATH_ALLOCATIONS, PATH_EXPLAIN, PATH_HOSTS, PATH_LAYOUT,
+    PATH_NODES, PATH_NOTES, PATH_POLICIES, PATH_RELEASE, PATH_STATUS, PATH_TENANTS,
+};
+use romana_api::policy::ExplainView;
+
 use crate::error::Error;
 use crate::http_client::{ApiClient, CallError, Endpoint};
-use crate::ipam_api::{
-    AddressView, AllocateBody, AllocationView, HostView, LayoutView, NameBody, ReleaseBody,
-    SegmentView, TenantView, PATH_ADDRESSES, PATH_ALLOCATIONS, PATH_HOSTS, PATH_LAYOUT,
-    PATH_RELEASE, PATH_TENANTS,
-};
-use crate::policy_api::{ExplainView, PolicyView, PATH_EXPLAIN, PATH_POLICIES};
+use audit::{records, AuditCommand, Source};
+
+pub mod audit;
+
+/// A write's answer, its outcome in the event model's terms.
+type WriteResult = romana_api::cluster::WriteResult<Outcome>;
+/// A policy in force, as the event model has it.
+type PolicyView = romana_api::policy::PolicyView<Policy>;
 
 #[derive(Parser, Debug)]
 #[command(name = "romanactl", version, about = "Operate a Romana cluster")]
@@ -254,13 +270,13 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
         CtlCommand::Ipam { command } => ipam_command(&client, cli.output, command).await,
         CtlCommand::Policy { command } => policy_command(&client, cli.output, command).await,
         CtlCommand::Audit { data_dir, command } => {
-            crate::audit_cli::validate(&command)?;
+            audit::validate(&command)?;
             let source = match data_dir {
                 Some(dir) => Source::DataDir(dir),
                 None => Source::Node(&client),
             };
             let records = records(source).await?;
-            let (text, ok) = crate::audit_cli::execute(command, &records, cli.output)?;
+            let (text, ok) = audit::execute(command, &records, cli.output)?;
             if ok {
                 Ok(text)
             } else {

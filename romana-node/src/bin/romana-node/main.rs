@@ -1,8 +1,12 @@
-//! `romana-node`: parse the command line and hand over to the library.
+//! `romana-node`: parse the command line and hand over to the library
+//! (`run`, `cleanup`) or to the benchmark ([`bench`], part of this binary
+//! only, not of the daemon's library).
 //! Errors end the process with one line on stderr and exit code 1.
 
+mod bench;
+
+use bench::BenchArgs;
 use clap::{Parser, Subcommand};
-use romana_node::bench::BenchArgs;
 use romana_node::config::RunArgs;
 
 #[derive(Parser, Debug)]
@@ -13,11 +17,11 @@ use romana_node::config::RunArgs;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: NodeCommand,
+    command: DaemonCommand,
 }
 
 #[derive(Subcommand, Debug)]
-enum NodeCommand {
+enum DaemonCommand {
     /// Run the node.
     Run(Box<RunArgs>),
     /// Measure commit rate and latency on a loopback cluster.
@@ -36,13 +40,13 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            NodeCommand::Run(args) => {
+            DaemonCommand::Run(args) => {
                 let config = args.resolve()?;
                 romana_node::init_logging(config.log_format);
-                romana_node::node::run(config, shutdown_signal()).await
+                romana_node::daemon::run(config, shutdown_signal()).await
             }
-            NodeCommand::Bench(args) => romana_node::bench::run(args).await,
-            NodeCommand::Cleanup => romana_node::reconciler::cleanup_host(),
+            DaemonCommand::Bench(args) => bench::run(args).await,
+            DaemonCommand::Cleanup => romana_node::dataplane::kernel::cleanup_host(),
         }
     });
     if let Err(e) = result {

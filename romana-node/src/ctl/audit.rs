@@ -26,11 +26,10 @@ use raft_store::Command;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::ctl::{table, Output};
+use super::{table, Output};
 use crate::error::Error;
 use crate::http_client::ApiClient;
-
-pub const PATH_AUDIT_RECORDS: &str = "/v1/audit/records";
+use romana_api::paths::PATH_AUDIT_RECORDS;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {

@@ -2,7 +2,7 @@
 //! segments, address allocation, release and garbage collection.
 //!
 //! Reads answer from this node's replica. Writes go through
-//! [`Node::propose`] (forwarded to the leader when needed) and answer once
+//! [`Node::propose`](crate::node::Node::propose) (forwarded to the leader when needed) and answer once
 //! this node has applied them, so a read right after a write sees it.
 
 use std::net::Ipv4Addr;
@@ -14,40 +14,35 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use raft_store::entry::{AllocationRequest, ContainerInterface};
 use raft_store::layout::AddressLayout;
-use raft_store::state::{Allocation, ClusterState, Effect, Outcome};
+use raft_store::state::{Allocation, ClusterState, Effect, Outcome, Rejection};
 use raft_store::topology::DEFAULT_SEGMENT_NAME;
 use raft_store::Command;
-use serde::{Deserialize, Serialize};
+use romana_api::cluster::WriteResult;
+use romana_api::ipam::{
+    AddressView, AllocateBody, AllocationFilter, AllocationView, GcBody, HostView, LayoutView,
+    NameBody, ReleaseBody, SegmentView, TenantView,
+};
+use romana_api::paths::{
+    ADDRESS_ROUTE, PATH_ALLOCATIONS, PATH_GC, PATH_HOSTS, PATH_LAYOUT, PATH_RELEASE, PATH_TENANTS,
+    SEGMENTS_ROUTE, SEGMENT_ROUTE, TENANT_ROUTE,
+};
 
-use crate::api::{client_actor, parse_json, write_result, ApiError, Listener, WriteResult};
+use super::{client_actor, parse_json, write_result, Listener};
+use crate::error::ApiError;
 use crate::node::{new_request_id, Node};
-
-pub const PATH_LAYOUT: &str = "/v1/layout";
-pub const PATH_HOSTS: &str = "/v1/hosts";
-pub const PATH_TENANTS: &str = "/v1/tenants";
-pub const PATH_ALLOCATIONS: &str = "/v1/ipam/allocations";
-pub const PATH_RELEASE: &str = "/v1/ipam/release";
-pub const PATH_GC: &str = "/v1/ipam/gc";
-pub const PATH_ADDRESSES: &str = "/v1/ipam/addresses";
 
 pub fn routes() -> Router<Node> {
     Router::new()
         .route(PATH_LAYOUT, get(layout))
         .route(PATH_HOSTS, get(hosts))
         .route(PATH_TENANTS, get(list_tenants).post(create_tenant))
-        .route("/v1/tenants/{tenant}", delete(delete_tenant))
-        .route(
-            "/v1/tenants/{tenant}/segments",
-            get(list_segments).post(create_segment),
-        )
-        .route(
-            "/v1/tenants/{tenant}/segments/{segment}",
-            delete(delete_segment),
-        )
+        .route(TENANT_ROUTE, delete(delete_tenant))
+        .route(SEGMENTS_ROUTE, get(list_segments).post(create_segment))
+        .route(SEGMENT_ROUTE, delete(delete_segment))
         .route(PATH_ALLOCATIONS, get(list_allocations).post(allocate))
         .route(PATH_RELEASE, post(release))
         .route(PATH_GC, post(garbage_collect))
-        .route("/v1/ipam/addresses/{address}", get(show_address))
+        .route(ADDRESS_ROUTE, get(show_address))
 }
 
 fn cluster_layout(state: &ClusterState) -> Result<AddressLayout, ApiError> {
@@ -64,28 +59,13 @@ async fn write(
     headers: &HeaderMap,
     command: Command,
     request_id: Option<String>,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let request_id = request_id.unwrap_or_else(new_request_id);
     let actor = client_actor(node, listener, headers);
     let applied = node
         .propose(command, actor, Some(request_id.clone()))
         .await?;
     write_result(request_id, applied)
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct LayoutView {
-    pub cidr: String,
-    pub host_bits: u8,
-    pub tenant_bits: u8,
-    pub segment_bits: u8,
-    pub endpoint_bits: u8,
-    pub max_hosts: u32,
-    pub max_tenants: u32,
-    pub segments_per_tenant: u32,
-    pub pods_per_block: u32,
-    /// The bit layout drawn in text.
-    pub drawing: String,
 }
 
 async fn layout(State(node): State<Node>) -> Result<Json<LayoutView>, ApiError> {
@@ -102,17 +82,6 @@ async fn layout(State(node): State<Node>) -> Result<Json<LayoutView>, ApiError> 
         pods_per_block: layout.usable_endpoints(),
         drawing: layout.draw(),
     }))
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct HostView {
-    pub name: String,
-    pub host_number: u32,
-    /// The block of pod addresses the host owns.
-    pub prefix: String,
-    pub underlay_ip: Ipv4Addr,
-    pub address: String,
-    pub allocations: usize,
 }
 
 async fn hosts(State(node): State<Node>) -> Result<Json<Vec<HostView>>, ApiError> {
@@ -137,23 +106,6 @@ async fn hosts(State(node): State<Node>) -> Result<Json<Vec<HostView>>, ApiError
         .collect();
     views.sort_by_key(|h| h.host_number);
     Ok(Json(views))
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct SegmentView {
-    pub name: String,
-    pub number: u32,
-    pub allocations: usize,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct TenantView {
-    pub name: String,
-    pub number: u32,
-    /// `ADDRESS/MASK` matching every address of the tenant on every host.
-    pub match_mask: String,
-    pub segments: Vec<SegmentView>,
-    pub allocations: usize,
 }
 
 fn tenant_views(state: &ClusterState, only: Option<&str>) -> Result<Vec<TenantView>, ApiError> {
@@ -203,20 +155,12 @@ async fn list_tenants(State(node): State<Node>) -> Result<Json<Vec<TenantView>>,
     tenant_views(&node.shared.read().state, None).map(Json)
 }
 
-/// Body of the create requests.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct NameBody {
-    pub name: String,
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
 async fn create_tenant(
     State(node): State<Node>,
     Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let body: NameBody = parse_json(&body)?;
     write(
         &node,
@@ -233,7 +177,7 @@ async fn delete_tenant(
     Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     Path(tenant): Path<String>,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     write(
         &node,
         listener,
@@ -252,7 +196,9 @@ async fn list_segments(
     let mut views = tenant_views(&projection.state, Some(&tenant))?;
     match views.pop() {
         Some(view) => Ok(Json(view.segments)),
-        None => Err(ApiError::NotFound(format!("no tenant named {tenant:?}"))),
+        None => Err(ApiError::from_rejection(&Rejection::UnknownTenant {
+            name: tenant,
+        })),
     }
 }
 
@@ -262,7 +208,7 @@ async fn create_segment(
     headers: HeaderMap,
     Path(tenant): Path<String>,
     body: Bytes,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let body: NameBody = parse_json(&body)?;
     let command = Command::CreateSegment {
         tenant,
@@ -276,7 +222,7 @@ async fn delete_segment(
     Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     Path((tenant, segment)): Path<(String, String)>,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     write(
         &node,
         listener,
@@ -288,58 +234,6 @@ async fn delete_segment(
         None,
     )
     .await
-}
-
-/// Body of `POST /v1/ipam/allocations`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct AllocateBody {
-    /// Defaults to the node answering (what the CNI plugin wants).
-    #[serde(default)]
-    pub host: Option<String>,
-    pub tenant: String,
-    /// Defaults to `default`.
-    #[serde(default)]
-    pub segment: Option<String>,
-    pub container_id: String,
-    pub ifname: String,
-    #[serde(default)]
-    pub pod_namespace: Option<String>,
-    #[serde(default)]
-    pub pod_name: Option<String>,
-    /// The CNI network asking (scopes its garbage collection).
-    #[serde(default)]
-    pub network: Option<String>,
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
-/// An allocated address and everything about it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct AllocationView {
-    pub address: Ipv4Addr,
-    /// The host/tenant/segment block the address is in, `ADDRESS/LEN`.
-    pub block: String,
-    /// The gateway address of that block (endpoint 1).
-    pub gateway: Ipv4Addr,
-    pub host: String,
-    pub tenant: String,
-    pub segment: String,
-    pub container_id: String,
-    pub ifname: String,
-    pub pod_namespace: Option<String>,
-    pub pod_name: Option<String>,
-    pub network: Option<String>,
-    pub allocated_at_ms: u64,
-    pub allocated_index: u64,
-    pub actor: String,
-    /// In the answer to an allocation: false when the owner already held
-    /// this address (a repeated request). Always true in listings.
-    #[serde(default = "yes")]
-    pub newly_allocated: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub fn allocation_view(
@@ -444,21 +338,12 @@ async fn allocate(
     Ok(Json(view))
 }
 
-/// Body of `POST /v1/ipam/release`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ReleaseBody {
-    pub container_id: String,
-    pub ifname: String,
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
 async fn release(
     State(node): State<Node>,
     Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let body: ReleaseBody = parse_json(&body)?;
     let owner = ContainerInterface {
         container_id: body.container_id,
@@ -475,45 +360,30 @@ async fn release(
     .await
 }
 
-/// Body of `POST /v1/ipam/gc`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct GcBody {
-    /// Defaults to the node answering.
-    #[serde(default)]
-    pub host: Option<String>,
-    /// Only this CNI network's addresses (default: every address on the host).
-    #[serde(default)]
-    pub network: Option<String>,
-    /// The (container, interface) pairs still in use on the host.
-    pub valid: Vec<ContainerInterface>,
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
 async fn garbage_collect(
     State(node): State<Node>,
     Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<WriteResult>, ApiError> {
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let body: GcBody = parse_json(&body)?;
-    for owner in &body.valid {
+    let valid: Vec<ContainerInterface> = body
+        .valid
+        .into_iter()
+        .map(|owner| ContainerInterface {
+            container_id: owner.container_id,
+            ifname: owner.ifname,
+        })
+        .collect();
+    for owner in &valid {
         owner.validate().map_err(ApiError::BadRequest)?;
     }
     let command = Command::GarbageCollect {
         host: body.host.unwrap_or_else(|| node.config.name.clone()),
         network: body.network,
-        valid: body.valid,
+        valid,
     };
     write(&node, listener, &headers, command, body.request_id).await
-}
-
-/// Filters of `GET /v1/ipam/allocations`.
-#[derive(Deserialize, Debug, Default)]
-pub struct AllocationFilter {
-    pub host: Option<String>,
-    pub tenant: Option<String>,
-    pub segment: Option<String>,
 }
 
 async fn list_allocations(
@@ -532,23 +402,6 @@ async fn list_allocations(
         .map(|(address, allocation)| allocation_view(&layout, *address, allocation))
         .collect();
     Ok(Json(views))
-}
-
-/// An address taken apart, and who holds it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct AddressView {
-    pub address: Ipv4Addr,
-    pub host_number: u32,
-    pub tenant_number: u32,
-    pub segment_number: u32,
-    pub endpoint: u32,
-    /// Names, where the numbers are in use.
-    pub host: Option<String>,
-    pub tenant: Option<String>,
-    pub segment: Option<String>,
-    /// What the endpoint number means: pod, network, gateway or broadcast.
-    pub kind: String,
-    pub allocation: Option<AllocationView>,
 }
 
 async fn show_address(

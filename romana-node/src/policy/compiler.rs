@@ -1,6 +1,6 @@
 //! Compiles the projection's tenants and policies into an ordered list of
 //! match rules: the one description from which both the iptables rules
-//! ([`crate::firewall`]) and `policy explain` are derived, so the answer to
+//! ([`crate::dataplane::firewall`]) and `policy explain` are derived, so the answer to
 //! "why was this packet dropped?" is computed from exactly what is enforced.
 //!
 //! Order (first match wins):

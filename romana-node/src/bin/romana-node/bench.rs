@@ -34,10 +34,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,15 +52,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::api::{NoteBody, StatusView, WriteResult, PATH_NOTES, PATH_STATUS};
-use crate::ctl::{table, Output};
-use crate::error::{Context, Error};
-use crate::http_client::{ApiClient, CallError, Endpoint};
-use crate::ipam_api::{
-    AllocateBody, AllocationView, HostView, LayoutView, NameBody, PATH_ALLOCATIONS, PATH_HOSTS,
-    PATH_LAYOUT, PATH_TENANTS,
+use romana_api::cluster::{NoteBody, StatusView, WriteResult};
+use romana_api::ipam::{AllocateBody, AllocationView, HostView, LayoutView, NameBody};
+use romana_api::paths::{
+    PATH_ALLOCATIONS, PATH_HOSTS, PATH_LAYOUT, PATH_NOTES, PATH_STATUS, PATH_TENANTS,
 };
-use crate::node::{new_request_id, now_ms};
+use romana_node::ctl::{table, Output};
+use romana_node::error::{Context, Error};
+use romana_node::http_client::{ApiClient, CallError, Endpoint};
+use romana_node::node::{new_request_id, now_ms};
 
 /// The note every benchmark write records.
 const NOTE_TEXT: &str = "bench";
@@ -582,7 +581,9 @@ async fn drive(
 struct NodeProcess {
     name: String,
     log: PathBuf,
-    child: Child,
+    /// Killed (SIGKILL: its data is thrown away, so there is nothing to
+    /// shut down cleanly) and reaped when dropped.
+    process: romana_testkit::ChildGuard,
 }
 
 impl NodeProcess {
@@ -604,10 +605,6 @@ impl NodeProcess {
             )));
         }
         let log = dir.join(format!("{name}.log"));
-        let stdout = File::create(&log).context(format!("cannot create {}", log.display()))?;
-        let stderr = stdout
-            .try_clone()
-            .context(format!("cannot open {}", log.display()))?;
         let mut command = Command::new(exe);
         command
             .arg("run")
@@ -639,43 +636,26 @@ impl NodeProcess {
         if let Some(member) = join {
             command.arg("--join").arg(member);
         }
-        let child = command
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
+        command.env("RUST_LOG", "warn");
+        let process = romana_testkit::ChildGuard::spawn(command, &log)
             .context(format!("cannot start {} run", exe.display()))?;
         Ok(Self {
             name: name.to_string(),
             log,
-            child,
+            process,
         })
     }
 
     /// An error if the process has ended, quoting the end of its log.
     fn check_running(&mut self) -> Result<(), Error> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(Error::Api(format!(
-                "node {} exited ({status}); end of its log:\n{}",
+        if self.process.has_exited() {
+            return Err(Error::Api(format!(
+                "node {} exited; end of its log:\n{}",
                 self.name,
                 log_tail(&self.log)
-            ))),
-            Err(e) => Err(Error::Api(format!(
-                "cannot check on node {}: {e}",
-                self.name
-            ))),
+            )));
         }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        // SIGKILL: its data is thrown away, so there is nothing to shut down
-        // cleanly, and it cannot be ignored. Waiting reaps the zombie.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Ok(())
     }
 }
 
@@ -945,15 +925,7 @@ fn describe(status: &StatusView) -> String {
 /// kernel hands out distinct ports) and released for the nodes to take; the
 /// small window in which another process could take one is accepted.
 fn free_addresses(count: usize) -> Result<Vec<String>, Error> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot find a free port on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().map(|a| a.to_string()))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot read a bound port")
+    romana_testkit::free_addresses(count).context("cannot find a free port on 127.0.0.1")
 }
 
 /// What was measured.

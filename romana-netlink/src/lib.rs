@@ -1,10 +1,19 @@
-//! A small synchronous rtnetlink client: the few link, address and route
-//! operations the plugin needs, over one netlink socket.
+//! # romana-netlink: a small blocking rtnetlink client
+//!
+//! The few link, address and route operations Romana needs, over one
+//! netlink socket: the CNI plugin wires pods with it (veth, addresses,
+//! routes), the node's dataplane converges its routes to the other hosts
+//! with it (routes tagged [`ROMANA_ROUTE_PROTOCOL`]).
+//!
+//! ## Layout
+//!
+//! One module: [`Netlink`] (a socket and its operations), [`NetlinkError`],
+//! the observed [`Link`] and [`Route`], and [`format_mac`].
 //!
 //! A socket belongs to the network namespace it was opened in, for its whole
 //! life. [`Netlink::open_in`] opens one inside a pod's namespace from a
 //! short-lived thread that enters the namespace, opens the socket and exits:
-//! the plugin's own thread never changes namespace, and everything after is
+//! the caller's own thread never changes namespace, and everything after is
 //! done through the socket from outside. (The same rule keeps `setns` off
 //! async runtimes' worker threads in the node.)
 

@@ -1,0 +1,35 @@
+//! Policies and `explain`.
+
+use serde::{Deserialize, Serialize};
+
+/// A policy in force. `P` is the policy itself (`raft_store::policy::Policy`
+/// on the server).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct PolicyView<P = serde_json::Value> {
+    pub name: String,
+    pub applied_at_ms: u64,
+    pub applied_index: u64,
+    pub actor: String,
+    pub policy: P,
+}
+
+/// Query of `GET /v1/explain`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ExplainQuery {
+    pub src: String,
+    pub dst: String,
+    /// tcp, udp, icmp or any (default any).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Destination port (tcp, udp) or ICMP type.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ExplainView {
+    /// allowed, denied, or not-romana (no pod on either side).
+    pub verdict: String,
+    /// The rule or default that decides.
+    pub decided_by: String,
+}

@@ -1,0 +1,160 @@
+//! The node API: one axum router, served on the unix socket (local tools, the
+//! CNI plugin; protected by file mode 0600) and on TCP (peers and remote
+//! `romanactl`; every request must carry the cluster secret).
+//!
+//! The wire types (paths, bodies, answers, the error body) are
+//! [`romana_api`]'s; this module holds the handlers, one file per resource:
+//!
+//! - [`cluster`]: status, readiness, members, notes, requests, joins, and
+//!   the forwarded writes of other members.
+//! - [`ipam`]: layout, hosts, tenants, segments, allocations.
+//! - [`policy`]: policies and `explain`.
+//! - [`audit`]: the audit archive.
+//!
+//! Operator routes speak JSON; `/v1/internal/propose` (a write forwarded by
+//! another member) and the Raft routes speak bincode. Every error is a JSON
+//! [`romana_api::ErrorBody`] with the status and code decided in
+//! [`ApiError`]. TLS for the TCP listener and a metrics route go here, as
+//! layers on [`tcp_router`].
+
+pub mod audit;
+pub mod cluster;
+pub mod ipam;
+pub mod policy;
+
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{middleware, Extension, Json, Router};
+use raft_store::state::{AppliedRequest, Outcome};
+use raft_store::transport::{raft_routes, require_secret};
+use romana_api::cluster::WriteResult;
+use romana_api::headers::ACTOR_HEADER;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::http_client::{CallError, Endpoint};
+use crate::node::Node;
+
+/// Longest accepted actor name from the `x-romana-actor` header.
+const MAX_ACTOR_NAME_BYTES: usize = 64;
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Unix,
+    Tcp,
+}
+
+/// The router for the unix socket: the operator API.
+pub fn unix_router(node: Node) -> Router {
+    api_routes(node).layer(Extension(Listener::Unix))
+}
+
+/// The router for TCP: the operator API and the Raft routes, all behind the
+/// cluster secret.
+pub fn tcp_router(node: Node) -> Router {
+    let secret = node.secret.clone();
+    let raft = raft_routes(node.raft.clone(), secret.clone(), node.node_id);
+    api_routes(node)
+        .layer(Extension(Listener::Tcp))
+        .route_layer(middleware::from_fn_with_state(secret, require_secret))
+        .merge(raft)
+}
+
+fn api_routes(node: Node) -> Router {
+    Router::new()
+        .merge(cluster::routes())
+        .merge(ipam::routes())
+        .merge(policy::routes())
+        .merge(audit::routes())
+        .with_state(node)
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+}
+
+/// `client:WHO@NODE` for requests from outside the cluster.
+pub(crate) fn client_actor(node: &Node, listener: Listener, headers: &HeaderMap) -> String {
+    let who = headers
+        .get(ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_ACTOR_NAME_BYTES
+                && v.chars().all(|c| c.is_ascii_graphic())
+        })
+        .unwrap_or(match listener {
+            Listener::Unix => "local",
+            Listener::Tcp => "remote",
+        });
+    format!("client:{who}@{}", node.config.name)
+}
+
+/// A committed write as the API reports it: applied → 200, rejected → the
+/// rejection's error.
+pub(crate) fn write_result(
+    request_id: String,
+    applied: AppliedRequest,
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
+    if let Outcome::Rejected(rejection) = &applied.outcome {
+        return Err(ApiError::from_rejection(rejection));
+    }
+    Ok(Json(WriteResult {
+        index: applied.index,
+        request_id,
+        outcome: applied.outcome,
+    }))
+}
+
+/// Passes a leader-only request on to the leader and its answer back.
+pub(crate) async fn forward_to_leader(
+    node: &Node,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+) -> Response {
+    let deadline = Instant::now() + Duration::from_millis(node.config.write_timeout_ms);
+    let mut metrics = node.raft.metrics();
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        if let Some(address) = leader
+            .filter(|id| *id != node.node_id)
+            .and_then(|id| node.member_address(id))
+        {
+            let mut client = node.peers.with_endpoint(Endpoint::Tcp(address.clone()));
+            if let Some(actor) = headers.get(ACTOR_HEADER).and_then(|v| v.to_str().ok()) {
+                client = client.with_actor(actor);
+            }
+            match client
+                .raw(method.clone(), path, "application/json", body.clone())
+                .await
+            {
+                Ok((status, bytes)) if status != StatusCode::MISDIRECTED_REQUEST => {
+                    return (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        bytes,
+                    )
+                        .into_response()
+                }
+                Ok(_) | Err(CallError::Unreachable { .. }) => {}
+                Err(e) => return ApiError::Unavailable(e.to_string()).into_response(),
+            }
+        } else if leader == Some(node.node_id) {
+            return ApiError::Misdirected("leadership moved here while forwarding; retry".into())
+                .into_response();
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return ApiError::Unavailable("no leader is known (is a quorum of voters up?)".into())
+                .into_response();
+        }
+        let _ = tokio::time::timeout(remaining.min(Duration::from_millis(100)), metrics.changed())
+            .await;
+    }
+}

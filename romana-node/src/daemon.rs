@@ -1,0 +1,133 @@
+//! `romana-node run`: the composition of a node. Binds the listeners (so a
+//! port in use fails fast), opens the node ([`node::open`]), serves the API
+//! on both listeners, joins or initialises ([`node::start_up`]), runs the
+//! membership controller, audit retention and the dataplane's reconciler,
+//! and shuts all of them down when `shutdown` completes.
+//!
+//! The Kubernetes controller (leader only) is started here too, once it
+//! exists, as one more task beside the membership controller.
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+use crate::config::NodeConfig;
+use crate::dataplane::kernel::{enable_forwarding, Kernel};
+use crate::dataplane::reconciler::{self, Settings};
+use crate::error::{Context, Error};
+use crate::{api, node};
+
+/// Runs a node until `shutdown` completes.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    node::prepare_data_dir(&config.data_dir)?;
+    // Listeners first: a port in use or a socket held by another node fails
+    // before anything else is touched.
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .context(format!("cannot listen on {}", config.listen))?;
+    let unix = bind_unix_socket(&config.api_socket).await?;
+    let (node, mode) = node::open(config).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tcp_router = api::tcp_router(node.clone());
+    let unix_router = api::unix_router(node.clone());
+    let tcp_server = tokio::spawn(serve(tcp, tcp_router, stop_rx.clone()));
+    let unix_server = tokio::spawn(serve(unix, unix_router, stop_rx.clone()));
+
+    let started = node::start_up(&node, mode, stop_rx.clone()).await;
+    let controller = tokio::spawn(node::membership::controller(node.clone(), stop_rx.clone()));
+    let retention = (node.config.audit_retention_days > 0)
+        .then(|| tokio::spawn(node::audit_retention(node.clone(), stop_rx.clone())));
+    let reconciler = (node.config.manage_routes || node.config.firewall).then(|| {
+        enable_forwarding();
+        let settings = Settings {
+            host: node.config.name.clone(),
+            manage_routes: node.config.manage_routes,
+            firewall: node.config.firewall,
+            allow_host_to_pods: node.config.allow_host_to_pods,
+            interval: Duration::from_millis(node.config.reconcile_interval_ms),
+        };
+        tokio::spawn(reconciler::run(
+            node.shared.clone(),
+            settings,
+            node.firewall_ready.clone(),
+            Kernel::default(),
+            stop_rx.clone(),
+        ))
+    });
+
+    let result = match started {
+        Ok(()) => {
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            });
+            let mut stopped = stop_rx.clone();
+            let _ = stopped.wait_for(|stop| *stop).await;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            Err(e)
+        }
+    };
+    tracing::info!("shutting down");
+    let _ = controller.await;
+    if let Some(reconciler) = reconciler {
+        let _ = reconciler.await;
+    }
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
+    let _ = tcp_server.await;
+    let _ = unix_server.await;
+    if let Err(e) = node.raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    let _ = std::fs::remove_file(&node.config.api_socket);
+    result
+}
+
+async fn serve<L>(listener: L, router: axum::Router, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let graceful = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(graceful)
+        .await
+    {
+        tracing::error!(error = %e, "server stopped");
+    }
+}
+
+async fn bind_unix_socket(path: &Path) -> Result<UnixListener, Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(Error::Config(format!(
+                "another process is serving the API socket {}",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path)
+            .context(format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).context(format!("cannot bind API socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .context(format!("cannot set mode of {}", path.display()))?;
+    Ok(listener)
+}

@@ -1,0 +1,52 @@
+//! The dataplane: this host's kernel state derived from the projection.
+//!
+//! - [`routes`]: the routes to the other hosts' prefixes (pure).
+//! - [`firewall`]: tenant isolation and policies as iptables chains (pure
+//!   rendering; `iptables-save`/`iptables-restore` to observe and apply).
+//! - [`reconciler`]: the loop that converges the kernel to both, on every
+//!   applied change that touches them and on a periodic drift check.
+//! - [`kernel`]: the real [`Dataplane`] (rtnetlink and iptables) and
+//!   `romana-node cleanup`.
+//! - [`recording`]: an in-memory [`Dataplane`] that records what it was
+//!   asked to do (tests, the simulation).
+//!
+//! Per-selector ipsets for Kubernetes NetworkPolicy go in `ipset` here, as
+//! a third effect behind the same trait.
+
+pub mod firewall;
+pub mod kernel;
+pub mod reconciler;
+pub mod recording;
+pub mod routes;
+
+use std::net::Ipv4Addr;
+
+use raft_store::layout::AddressLayout;
+
+use firewall::Chains;
+use routes::HostRoute;
+
+/// A failed kernel operation, as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DataplaneError(pub String);
+
+/// The kernel effects the reconciler needs, in pairs of verbs. Blocking:
+/// the reconciler calls them off the async workers.
+pub trait Dataplane: Send + 'static {
+    /// Romana's host routes in the kernel (protocol 77, host-prefix length,
+    /// inside `layout`'s CIDR).
+    fn observe_routes(&mut self, layout: &AddressLayout) -> Result<Vec<HostRoute>, DataplaneError>;
+    /// Adds `route`, or replaces the route to its destination.
+    fn setup_route(&mut self, route: &HostRoute) -> Result<(), DataplaneError>;
+    /// Removes Romana's route to `destination/prefix_len`; gone already is
+    /// fine.
+    fn teardown_route(
+        &mut self,
+        destination: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), DataplaneError>;
+    /// Makes the isolation chains exactly `chains` (observe, then one
+    /// transaction). Returns whether anything changed.
+    fn converge_firewall(&mut self, chains: &Chains) -> Result<bool, DataplaneError>;
+}

@@ -1,0 +1,409 @@
+//! The reconciler: converges this host's kernel to what the projection
+//! says, through a [`Dataplane`].
+//!
+//! It wakes at start, on every applied change (a watch on the applied
+//! index) and every `interval` (the drift check). Routes are planned on
+//! every wake (one route per host: cheap) and applied with the fewest
+//! changes. The firewall's inputs are the layout, the hosts, the tenants
+//! and the policies: the chains are rendered again only when one of those
+//! changed, and handed to the kernel (an `iptables-save` and at most one
+//! `iptables-restore`) only when they changed, when the last attempt
+//! failed, or on the drift check. Allocations, which change on every pod
+//! start, never touch the firewall. A restart with nothing changed finds
+//! nothing to do.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raft_store::layout::AddressLayout;
+use raft_store::state::{ClusterState, NodeRecord, PolicyRecord, TenantRecord};
+use raft_store::store::SharedState;
+use tokio::sync::watch;
+
+use super::firewall::{desired_chains, Chains};
+use super::routes::{desired_routes, plan, HostRoute, RoutePlan};
+use super::{Dataplane, DataplaneError};
+
+/// What the reconciler manages, from the node's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This host's name (whose routes are wanted).
+    pub host: String,
+    /// `--manage-routes`: converge the routes to the other hosts.
+    pub manage_routes: bool,
+    /// `--firewall`: converge the isolation chains.
+    pub firewall: bool,
+    /// `--allow-host-to-pods`.
+    pub allow_host_to_pods: bool,
+    /// How often the kernel is checked for drift with nothing applied.
+    pub interval: Duration,
+}
+
+/// The part of the projection the firewall is rendered from.
+#[derive(Debug, Clone, PartialEq)]
+struct FirewallInputs {
+    layout: Option<AddressLayout>,
+    nodes: BTreeMap<String, NodeRecord>,
+    tenants: BTreeMap<String, TenantRecord>,
+    policies: BTreeMap<String, PolicyRecord>,
+}
+
+impl FirewallInputs {
+    fn of(state: &ClusterState) -> Self {
+        Self {
+            layout: state.layout().copied(),
+            nodes: state.nodes.clone(),
+            tenants: state.tenants.clone(),
+            policies: state.policies.clone(),
+        }
+    }
+
+    /// Compared field by field against the live state, without copying it.
+    fn matches(&self, state: &ClusterState) -> bool {
+        self.layout.as_ref() == state.layout()
+            && self.nodes == state.nodes
+            && self.tenants == state.tenants
+            && self.policies == state.policies
+    }
+}
+
+/// What one wake asks of the kernel.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Chains to converge, if the firewall must be looked at.
+    pub chains: Option<Chains>,
+    /// Desired routes and the layout they live in, if routes are managed
+    /// and the layout is known.
+    pub routes: Option<(Vec<HostRoute>, AddressLayout)>,
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// `Some(changed)` if the firewall was converged.
+    pub firewall: Option<Result<bool, DataplaneError>>,
+    /// The route plan applied, if routes were converged.
+    pub routes: Option<Result<RoutePlan, DataplaneError>>,
+}
+
+/// The reconciler's memory between wakes.
+pub struct Reconciler {
+    settings: Settings,
+    /// The inputs the current chains were rendered from.
+    firewall_inputs: Option<FirewallInputs>,
+    /// The chains rendered from them (`None` before the layout is known).
+    chains: Option<Chains>,
+    /// Whether `chains` are known to be in the kernel.
+    firewall_in_place: bool,
+    /// Routes last converged, to log changes once.
+    last_routes: Option<Vec<HostRoute>>,
+}
+
+impl Reconciler {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            firewall_inputs: None,
+            chains: None,
+            firewall_in_place: false,
+            last_routes: None,
+        }
+    }
+
+    /// Plans one pass from the state (cheap; called under the read lock).
+    /// `drift_check` forces the firewall to be looked at.
+    pub fn plan(&mut self, state: &ClusterState, drift_check: bool) -> Pass {
+        let mut pass = Pass::default();
+        if self.settings.firewall {
+            if !self
+                .firewall_inputs
+                .as_ref()
+                .is_some_and(|inputs| inputs.matches(state))
+            {
+                let chains = desired_chains(state, self.settings.allow_host_to_pods);
+                if chains != self.chains {
+                    self.firewall_in_place = false;
+                }
+                self.chains = chains;
+                self.firewall_inputs = Some(FirewallInputs::of(state));
+            }
+            if !self.firewall_in_place || drift_check {
+                pass.chains = self.chains.clone();
+            }
+        }
+        if self.settings.manage_routes {
+            if let Some(layout) = state.layout() {
+                pass.routes = Some((desired_routes(state, &self.settings.host), *layout));
+            }
+        }
+        pass
+    }
+
+    /// Records the outcome of a pass; returns whether the isolation rules
+    /// are in place.
+    pub fn record(&mut self, pass: &Pass, report: &PassReport) -> bool {
+        match &report.firewall {
+            Some(Ok(changed)) => {
+                if *changed {
+                    tracing::info!("isolation rules converged");
+                }
+                self.firewall_in_place = true;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "firewall reconcile failed; retrying");
+                self.firewall_in_place = false;
+            }
+            None => {}
+        }
+        if let (Some(result), Some((desired, _))) = (&report.routes, &pass.routes) {
+            match result {
+                Ok(plan) => {
+                    if !plan.is_empty() {
+                        tracing::info!(upsert = ?plan.upsert, delete = ?plan.delete, "routes converged");
+                    } else if self.last_routes.as_ref() != Some(desired) {
+                        tracing::debug!(routes = desired.len(), "routes already converged");
+                    }
+                    self.last_routes = Some(desired.clone());
+                }
+                Err(e) => tracing::warn!(error = %e, "route reconcile failed; retrying"),
+            }
+        }
+        self.firewall_in_place
+    }
+}
+
+/// Carries out a pass on the dataplane. Blocking.
+pub fn execute<D: Dataplane>(dataplane: &mut D, pass: &Pass) -> PassReport {
+    PassReport {
+        firewall: pass
+            .chains
+            .as_ref()
+            .map(|chains| dataplane.converge_firewall(chains)),
+        routes: pass
+            .routes
+            .as_ref()
+            .map(|(desired, layout)| converge_routes(dataplane, desired, layout)),
+    }
+}
+
+/// Observe, plan, apply. Returns the plan it applied.
+fn converge_routes<D: Dataplane>(
+    dataplane: &mut D,
+    desired: &[HostRoute],
+    layout: &AddressLayout,
+) -> Result<RoutePlan, DataplaneError> {
+    let observed = dataplane.observe_routes(layout)?;
+    let plan = plan(desired, &observed);
+    for route in &plan.upsert {
+        dataplane.setup_route(route)?;
+    }
+    for (destination, prefix_len) in &plan.delete {
+        dataplane.teardown_route(*destination, *prefix_len)?;
+    }
+    Ok(plan)
+}
+
+/// Runs until `stop`: converges the kernel on every applied change and on
+/// every drift check. Raises `firewall_ready` once the isolation rules are
+/// in place (the API refuses this host's addresses until then).
+pub async fn run<D: Dataplane>(
+    shared: SharedState,
+    settings: Settings,
+    firewall_ready: Arc<AtomicBool>,
+    dataplane: D,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut applied = shared.subscribe();
+    let mut drift = tokio::time::interval(settings.interval);
+    drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reconciler = Reconciler::new(settings);
+    let dataplane = Arc::new(Mutex::new(dataplane));
+    loop {
+        // The first tick completes at once: a full pass at start.
+        let drift_check = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            _ = applied.changed() => false,
+            _ = drift.tick() => true,
+        };
+        let pass = reconciler.plan(&shared.read().state, drift_check);
+        if pass.chains.is_none() && pass.routes.is_none() {
+            continue;
+        }
+        let dataplane = dataplane.clone();
+        let (pass, report) = match tokio::task::spawn_blocking(move || {
+            // Only this loop takes the lock; a panic in a previous pass
+            // leaves a dataplane that the next pass observes afresh.
+            let mut dataplane = dataplane
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let report = execute(&mut *dataplane, &pass);
+            (pass, report)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile task failed");
+                continue;
+            }
+        };
+        if reconciler.record(&pass, &report) {
+            firewall_ready.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::recording::{Call, Recording};
+    use raft_store::entry::{
+        AllocationRequest, ClusterRequest, Command, ContainerInterface, RequestMeta,
+    };
+
+    fn apply(state: &mut ClusterState, index: u64, command: Command) {
+        let meta = RequestMeta {
+            actor: "test".into(),
+            request_id: format!("r{index}"),
+            timestamp_ms: 1,
+        };
+        state.apply(index, 0, &ClusterRequest::new(meta, command));
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            host: "h1".into(),
+            manage_routes: true,
+            firewall: true,
+            allow_host_to_pods: false,
+            interval: Duration::from_secs(10),
+        }
+    }
+
+    fn two_hosts_one_tenant() -> ClusterState {
+        let mut state = ClusterState::default();
+        apply(
+            &mut state,
+            1,
+            Command::InitCluster {
+                cluster_name: "romana".into(),
+                voters_target: 1,
+                layout: AddressLayout::default(),
+            },
+        );
+        for (i, name) in ["h1", "h2"].iter().enumerate() {
+            apply(
+                &mut state,
+                2 + i as u64,
+                Command::RegisterNode {
+                    node_id: 1 + i as u64,
+                    name: name.to_string(),
+                    address: format!("192.0.2.{}:9600", 1 + i),
+                },
+            );
+        }
+        apply(&mut state, 4, Command::CreateTenant { name: "t1".into() });
+        state
+    }
+
+    fn pass(
+        reconciler: &mut Reconciler,
+        dataplane: &mut Recording,
+        state: &ClusterState,
+        drift_check: bool,
+    ) -> bool {
+        let pass = reconciler.plan(state, drift_check);
+        let report = execute(dataplane, &pass);
+        reconciler.record(&pass, &report)
+    }
+
+    #[test]
+    fn allocations_do_not_touch_the_firewall_but_tenants_and_drift_checks_do() {
+        // Goal: the firewall is converged at start, again when a tenant is
+        // added and on the drift check, and never because of an allocation.
+        let mut state = two_hosts_one_tenant();
+        let mut reconciler = Reconciler::new(settings());
+        let mut dataplane = Recording::default();
+        assert!(
+            pass(&mut reconciler, &mut dataplane, &state, true),
+            "rules in place after the first pass"
+        );
+        assert_eq!(dataplane.firewall_passes(), 1);
+        assert_eq!(
+            dataplane
+                .routes
+                .get(&("10.1.0.0".parse().expect("address"), 16)),
+            Some(&"192.0.2.2".parse().expect("address")),
+            "a route to the other host's prefix"
+        );
+
+        apply(
+            &mut state,
+            5,
+            Command::AllocateAddress(AllocationRequest {
+                host: "h1".into(),
+                tenant: "t1".into(),
+                segment: "default".into(),
+                owner: ContainerInterface {
+                    container_id: "c1".into(),
+                    ifname: "eth0".into(),
+                },
+                pod_namespace: None,
+                pod_name: None,
+                network: None,
+            }),
+        );
+        assert_eq!(state.allocations.len(), 1, "the allocation was applied");
+        pass(&mut reconciler, &mut dataplane, &state, false);
+        assert_eq!(
+            dataplane.firewall_passes(),
+            1,
+            "an allocation must not re-read iptables"
+        );
+        assert!(dataplane.calls.contains(&Call::ObserveRoutes));
+
+        apply(&mut state, 6, Command::CreateTenant { name: "t2".into() });
+        pass(&mut reconciler, &mut dataplane, &state, false);
+        assert_eq!(
+            dataplane.firewall_passes(),
+            2,
+            "a new tenant changes the chains"
+        );
+
+        pass(&mut reconciler, &mut dataplane, &state, true);
+        assert_eq!(
+            dataplane.firewall_passes(),
+            3,
+            "the drift check looks again"
+        );
+    }
+
+    #[test]
+    fn removed_hosts_lose_their_route() {
+        // Goal: routes follow the hosts, with the fewest changes.
+        let mut state = two_hosts_one_tenant();
+        let mut reconciler = Reconciler::new(settings());
+        let mut dataplane = Recording::default();
+        pass(&mut reconciler, &mut dataplane, &state, true);
+        assert_eq!(dataplane.routes.len(), 1);
+        apply(
+            &mut state,
+            5,
+            Command::RemoveNode {
+                name: "h2".into(),
+                force: false,
+            },
+        );
+        pass(&mut reconciler, &mut dataplane, &state, false);
+        assert!(
+            dataplane.routes.is_empty(),
+            "the route to a removed host goes"
+        );
+        assert!(dataplane.calls.contains(&Call::TeardownRoute(
+            "10.1.0.0".parse().expect("address"),
+            16
+        )));
+    }
+}

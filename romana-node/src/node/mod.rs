@@ -1,0 +1,393 @@
+//! A node: its Raft replica over the store in its data dir, the write
+//! path, and the membership controller.
+//!
+//! - this file: [`Node`] (what the API handlers and background tasks
+//!   share), start-up ([`open`], then [`start_up`]: resume a log, join
+//!   through `--join`, or initialise a new cluster), the data dir, the node
+//!   id and the cluster secret, audit retention.
+//! - [`write`]: [`Node::propose`] → leader (here via [`batcher`], or
+//!   forwarded) → committed → applied here (read-your-writes).
+//! - [`batcher`]: gathers requests that reach the leader together into one
+//!   log entry.
+//! - [`membership`]: admitting and removing members, and the controller
+//!   that promotes caught-up learners.
+
+pub mod batcher;
+pub mod membership;
+pub mod write;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::{ServerState, SnapshotPolicy};
+use raft_store::store::{
+    open_stores_group_commit, KvBackend, SharedState, SledBackend, Tree, WriteOp,
+};
+use raft_store::transport::{ClusterSecret, PeerNetwork};
+use raft_store::{NodeId, NodeInfo, Raft};
+use romana_api::cluster::JoinRequest;
+use romana_api::paths::PATH_JOIN;
+use tokio::sync::watch;
+
+use crate::config::{generated_secret_path, NodeConfig};
+use crate::error::{Context, Error};
+use crate::http_client::{ApiClient, CallError, Endpoint};
+
+use batcher::Batcher;
+
+/// Key of this node's identity (its Raft node id) in the store's meta tree.
+const KEY_NODE_ID: &[u8] = b"node_id";
+
+/// Join attempts (one per second) before giving up.
+const MAX_JOIN_ATTEMPTS: u32 = 60;
+
+/// Largest snapshot chunk sent in one RPC.
+const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Everything the API handlers and background tasks share.
+#[derive(Clone)]
+pub struct Node {
+    pub inner: Arc<NodeInner>,
+}
+
+pub struct NodeInner {
+    pub config: NodeConfig,
+    pub node_id: NodeId,
+    pub raft: Raft,
+    /// The projection, read by the API.
+    pub shared: SharedState,
+    pub secret: ClusterSecret,
+    /// Pooled client for calls to other members (forwarded writes).
+    pub peers: ApiClient,
+    /// Gathers requests into log entries while this node leads.
+    pub batcher: Batcher,
+    /// The node's database (for the audit archive).
+    pub backend: SledBackend,
+    /// Whether this host's isolation rules are in place (always, when the
+    /// firewall is off). Addresses for this host are refused until then, so
+    /// no pod ever starts unprotected.
+    /// Shared with the dataplane, which sets it.
+    pub firewall_ready: Arc<AtomicBool>,
+    /// `(applied index, content hash)` of the projection last hashed for
+    /// `status`: hashing walks the whole state, so it is done once per
+    /// applied index, off the async workers.
+    pub state_hash: std::sync::Mutex<Option<(u64, String)>>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = NodeInner;
+    fn deref(&self) -> &NodeInner {
+        &self.inner
+    }
+}
+
+/// Milliseconds since the Unix epoch: the proposer's timestamp.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random 128-bit request id, hex.
+pub fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    // getrandom only fails if the OS has no entropy source at all.
+    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn new_node_id() -> NodeId {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
+    // Below 2^53 so that JSON clients in any language read it exactly; never 0.
+    (u64::from_le_bytes(bytes) & ((1 << 53) - 1)).max(1)
+}
+
+impl Node {
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// The address of a member, from Raft's membership.
+    pub fn member_address(&self, node_id: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .map(|node| node.address.clone())
+    }
+}
+
+/// How this start relates to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// The store holds a log: carry on from it; never initialise again.
+    Resume,
+    /// Empty store, `--join` given.
+    Join,
+    /// Empty store, no `--join`: a new single-node cluster.
+    Initialise,
+}
+
+/// Opens the node's store in its data dir and starts its Raft replica (not
+/// yet serving, not yet part of a cluster if new): how this start relates to
+/// the cluster is decided from what the store holds.
+pub async fn open(config: NodeConfig) -> Result<(Node, StartMode), Error> {
+    let backend = SledBackend::open(&config.data_dir.join("raft"))
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    let node_id = load_or_create_node_id(&backend)?;
+    let archive_backend = backend.clone();
+    let (mut log_store, mut state_machine) =
+        open_stores_group_commit(backend).map_err(|e| Error::Storage(e.to_string()))?;
+    let has_log = log_store
+        .get_log_state()
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?
+        .last_log_id
+        .is_some();
+    let has_snapshot = state_machine
+        .applied_state()
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?
+        .0
+        .is_some();
+    let mode = if has_log || has_snapshot {
+        StartMode::Resume
+    } else if !config.join.is_empty() {
+        StartMode::Join
+    } else {
+        StartMode::Initialise
+    };
+    let secret = load_secret(&config, mode)?;
+    let shared = state_machine.shared();
+
+    let raft_config = openraft::Config {
+        cluster_name: "romana".into(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_ms_min,
+        election_timeout_max: config.election_timeout_ms_max,
+        install_snapshot_timeout: config.election_timeout_ms_max.max(5_000),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+        max_in_snapshot_log_to_keep: config.purge_keep_logs,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| Error::Config(format!("raft configuration: {e}")))?;
+    let raft = Raft::new(
+        node_id,
+        Arc::new(raft_config),
+        PeerNetwork::new(node_id, secret.clone()),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| Error::Raft(e.to_string()))?;
+
+    let batcher = Batcher::start(raft.clone(), Duration::from_millis(config.write_timeout_ms));
+    let node = Node {
+        inner: Arc::new(NodeInner {
+            batcher,
+            backend: archive_backend,
+            firewall_ready: Arc::new(AtomicBool::new(!config.firewall)),
+            state_hash: std::sync::Mutex::new(None),
+            peers: ApiClient::new(
+                Endpoint::Tcp(config.advertise.clone()),
+                Some(secret.clone()),
+            ),
+            config,
+            node_id,
+            raft,
+            shared,
+            secret,
+        }),
+    };
+    tracing::info!(
+        name = %node.config.name,
+        id = node_id,
+        advertise = %node.config.advertise,
+        data_dir = %node.config.data_dir.display(),
+        mode = ?mode,
+        "starting romana-node"
+    );
+
+    Ok((node, mode))
+}
+
+/// Joins or initialises the cluster as `mode` says (a resumed node has
+/// nothing to do). Runs once the node serves Raft RPCs.
+pub async fn start_up(
+    node: &Node,
+    mode: StartMode,
+    stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    match mode {
+        StartMode::Resume => Ok(()),
+        StartMode::Initialise => initialise(node).await,
+        StartMode::Join => join(node, stop).await,
+    }
+}
+
+pub fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Config(format!(
+            "data dir {} exists and is not a directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).context(format!("cannot create data dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).context(format!(
+        "cannot set permissions of data dir {}",
+        dir.display()
+    ))?;
+    // sled reports an unwritable directory obscurely; probe first.
+    let probe = dir.join(".write-probe");
+    std::fs::write(&probe, b"").context(format!("data dir {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn load_or_create_node_id(backend: &SledBackend) -> Result<NodeId, Error> {
+    let storage = |e: raft_store::store::BackendError| Error::Storage(e.to_string());
+    if let Some(bytes) = backend.get(Tree::Meta, KEY_NODE_ID).map_err(storage)? {
+        let bytes: [u8; 8] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Storage("stored node id is corrupt".into()))?;
+        return Ok(u64::from_be_bytes(bytes));
+    }
+    let node_id = new_node_id();
+    backend
+        .write(
+            Tree::Meta,
+            vec![WriteOp::Put(
+                KEY_NODE_ID.to_vec(),
+                node_id.to_be_bytes().to_vec(),
+            )],
+            raft_store::store::Durability::Flush,
+        )
+        .map_err(storage)?;
+    Ok(node_id)
+}
+
+fn load_secret(config: &NodeConfig, mode: StartMode) -> Result<ClusterSecret, Error> {
+    if let Some(path) = &config.cluster_secret_file {
+        return ClusterSecret::from_file(path).map_err(Error::Config);
+    }
+    let generated = generated_secret_path(&config.data_dir);
+    if generated.exists() {
+        return ClusterSecret::from_file(&generated).map_err(Error::Config);
+    }
+    if mode != StartMode::Initialise {
+        return Err(Error::Config(
+            "no cluster secret: pass --cluster-secret-file (a copy of DATA_DIR/cluster-secret from the node that created the cluster)".into(),
+        ));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
+    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let temporary = generated.with_extension("tmp");
+    std::fs::write(&temporary, format!("{text}\n"))
+        .context(format!("cannot write {}", temporary.display()))?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
+        .context(format!("cannot set mode of {}", temporary.display()))?;
+    std::fs::rename(&temporary, &generated)
+        .context(format!("cannot write {}", generated.display()))?;
+    tracing::info!(path = %generated.display(), "generated a cluster secret; give a copy to joining nodes with --cluster-secret-file");
+    ClusterSecret::new(&text).map_err(Error::Config)
+}
+
+async fn initialise(node: &Node) -> Result<(), Error> {
+    let members = BTreeMap::from([(
+        node.node_id,
+        NodeInfo {
+            name: node.config.name.clone(),
+            address: node.config.advertise.clone(),
+        },
+    )]);
+    node.raft
+        .initialize(members)
+        .await
+        .map_err(|e| Error::Raft(format!("cannot initialise the cluster: {e}")))?;
+    tracing::info!("initialised a new single-node cluster");
+    Ok(())
+}
+
+async fn join(node: &Node, mut stop: watch::Receiver<bool>) -> Result<(), Error> {
+    let request = JoinRequest {
+        node_id: node.node_id,
+        name: node.config.name.clone(),
+        address: node.config.advertise.clone(),
+    };
+    let mut last_error = String::new();
+    for attempt in 1..=MAX_JOIN_ATTEMPTS {
+        for member in &node.config.join {
+            let client = node.peers.with_endpoint(Endpoint::Tcp(member.clone()));
+            match client
+                .post::<_, serde_json::Value>(PATH_JOIN, &request)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(via = %member, "joined the cluster as a learner");
+                    return Ok(());
+                }
+                Err(CallError::Status { status, message })
+                    if status.is_client_error()
+                        && status != hyper::StatusCode::MISDIRECTED_REQUEST =>
+                {
+                    return Err(Error::Join(format!("{member} refused: {message}")));
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    tracing::warn!(via = %member, attempt, error = %last_error, "join attempt failed");
+                }
+            }
+        }
+        let pause = tokio::time::sleep(Duration::from_secs(1));
+        tokio::select! {
+            _ = pause => {}
+            _ = stop.wait_for(|stop| *stop) => return Err(Error::Join("stopped while joining".into())),
+        }
+    }
+    Err(Error::Join(format!(
+        "no member accepted after {MAX_JOIN_ATTEMPTS} attempts; last error: {last_error}"
+    )))
+}
+
+/// How often old audit records are pruned.
+const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Prunes audit records older than `--audit-retention-days`, at start and
+/// then every [`AUDIT_PRUNE_INTERVAL`].
+pub async fn audit_retention(node: Node, mut stop: watch::Receiver<bool>) {
+    let keep_ms = node
+        .config
+        .audit_retention_days
+        .saturating_mul(24 * 3600 * 1000);
+    loop {
+        let backend = node.backend.clone();
+        let before = now_ms().saturating_sub(keep_ms);
+        match tokio::task::spawn_blocking(move || {
+            raft_store::store::prune_archive(&backend, before)
+        })
+        .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(pruned)) => tracing::info!(pruned, "pruned old audit records"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "audit retention"),
+            Err(e) => tracing::warn!(error = %e, "audit retention task"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(AUDIT_PRUNE_INTERVAL) => {}
+        }
+    }
+}
