@@ -16,12 +16,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use raft_store::entry::validate_node_address;
 use raft_store::entry::validate_node_name;
 use raft_store::state::{AppliedRequest, Rejection};
 use raft_store::store::{
     open_stores_group_commit, KvBackend, SharedState, SledBackend, Tree, WriteOp,
 };
-use raft_store::topology::validate_node_address;
 use raft_store::transport::{ClusterSecret, PeerNetwork};
 use raft_store::{ClusterRequest, Command, NodeId, NodeInfo, Raft, RequestMeta};
 use tokio::net::{TcpListener, UnixListener};

@@ -25,7 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::backend::{Durability, KvBackend, Tree, WriteOp};
-use crate::{NodeId, TypeConfig};
+use crate::entry::NodeId;
+use crate::raft::TypeConfig;
 
 type Entry = openraft::Entry<TypeConfig>;
 

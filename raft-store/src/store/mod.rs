@@ -1,5 +1,25 @@
 //! Storage: openraft's log and state machine traits implemented once over
 //! the [`KvBackend`] trait, with sled and in-memory backends.
+//!
+//! # Layout
+//!
+//! - [`backend`]: the [`KvBackend`] trait (ordered trees, atomic batches,
+//!   explicit flush), [`SledBackend`] (production) and [`MemoryBackend`]
+//!   (simulation, tests).
+//! - [`log_store`]: openraft's `RaftLogStorage`: entries, vote, committed
+//!   and purge points; durable before acknowledged; appends group-committed
+//!   by a flusher thread in a node.
+//! - [`state_machine`]: openraft's `RaftStateMachine`: applies committed
+//!   entries to [`crate::state::ClusterState`], archives each new request with its outcome, snapshots, and shares the
+//!   projection with readers ([`SharedState`]).
+//! - this file: opening the stores together, and reading and pruning the
+//!   audit archive.
+//!
+//! In the two request paths (see the crate root): an entry reaches
+//! [`LogStore`] `append` on every replica and is acknowledged once flushed;
+//! once committed, [`StateMachineStore`] `apply` feeds it to the projection
+//! and publishes the new applied index, which the node API (read-your-writes)
+//! and the reconciler wait on.
 
 // openraft's traits fix `StorageError` (large) as the error type; boxing it
 // in our helpers would only add conversions at every trait method.
@@ -15,9 +35,11 @@ pub use backend::{
     BackendError, Durability, KeyValue, KvBackend, MemoryBackend, SledBackend, Tree, WriteOp,
 };
 pub use log_store::{LogStore, MAX_APPENDS_PER_FLUSH};
-pub use state_machine::{Projection, Response, SharedState, StateMachineStore};
+pub use state_machine::{Projection, SharedState, StateMachineStore};
 
-use crate::NodeId;
+use crate::audit::{record_key, ArchiveRecord};
+use crate::entry::NodeId;
+use crate::error::Error;
 
 /// Opens both stores on one backend; appends flush inline (deterministic:
 /// no thread of their own).
@@ -44,10 +66,19 @@ pub fn open_sled(dir: &Path) -> Result<SledBackend, BackendError> {
 
 /// Every record of the audit archive, in chain order. A record that does not
 /// decode is an error naming its sequence (the archive was damaged).
-pub fn read_archive<B: KvBackend>(backend: &B) -> Result<Vec<crate::audit::ArchiveRecord>, String> {
+///
+/// Returns the error as text: `romana-node` hands it on as one.
+pub fn read_archive<B: KvBackend>(backend: &B) -> Result<Vec<ArchiveRecord>, String> {
+    archive_records(backend).map_err(|e| e.to_string())
+}
+
+/// [`read_archive`], with the typed error.
+pub fn archive_records<B: KvBackend>(backend: &B) -> Result<Vec<ArchiveRecord>, Error> {
     let pairs = backend
         .range(Tree::Audit, &[], None)
-        .map_err(|e| format!("cannot read the audit archive: {e}"))?;
+        .map_err(|e| Error::ArchiveUnreadable {
+            reason: e.to_string(),
+        })?;
     pairs
         .iter()
         .map(|(key, value)| {
@@ -56,8 +87,10 @@ pub fn read_archive<B: KvBackend>(backend: &B) -> Result<Vec<crate::audit::Archi
                 .try_into()
                 .map(u64::from_be_bytes)
                 .unwrap_or_default();
-            bincode::deserialize(value)
-                .map_err(|e| format!("audit record {sequence} does not decode: {e}"))
+            bincode::deserialize(value).map_err(|e| Error::ArchiveRecordCorrupt {
+                sequence,
+                reason: e.to_string(),
+            })
         })
         .collect()
 }
@@ -65,18 +98,20 @@ pub fn read_archive<B: KvBackend>(backend: &B) -> Result<Vec<crate::audit::Archi
 /// Deletes the audit records of requests stamped before `before_ms`; how
 /// many. Records are in time order (the proposer's clock, per request), so
 /// the oldest go first.
-pub fn prune_archive<B: KvBackend>(backend: &B, before_ms: u64) -> Result<usize, String> {
-    let records = read_archive(backend)?;
+pub fn prune_archive<B: KvBackend>(backend: &B, before_ms: u64) -> Result<usize, Error> {
+    let records = archive_records(backend)?;
     let doomed: Vec<WriteOp> = records
         .iter()
         .filter(|r| r.request.meta.timestamp_ms < before_ms)
-        .map(|r| WriteOp::Delete(crate::audit::record_key(r.sequence).to_vec()))
+        .map(|r| WriteOp::Delete(record_key(r.sequence).to_vec()))
         .collect();
     let count = doomed.len();
     if count > 0 {
         backend
             .write(Tree::Audit, doomed, Durability::Flush)
-            .map_err(|e| format!("cannot prune the audit archive: {e}"))?;
+            .map_err(|e| Error::ArchivePrune {
+                reason: e.to_string(),
+            })?;
     }
     Ok(count)
 }

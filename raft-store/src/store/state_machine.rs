@@ -22,19 +22,11 @@ use tokio::sync::watch;
 use super::backend::{Durability, KvBackend, Tree, WriteOp};
 use super::log_store::{decode, encode};
 use crate::audit::{record_key, ArchiveRecord};
-use crate::state::{AppliedRequest, ClusterState};
-use crate::{NodeId, NodeInfo, TypeConfig};
+use crate::entry::{NodeId, NodeInfo};
+use crate::raft::TypeConfig;
+use crate::state::{ClusterState, Response};
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
-
-/// What `apply` returns for each entry to the proposer: the outcome of each
-/// of its requests, in order (none for Raft's own blank and membership
-/// entries).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub index: u64,
-    pub applied: Vec<AppliedRequest>,
-}
 
 /// The projection and what Raft needs alongside it.
 #[derive(Debug, Clone, Default)]
