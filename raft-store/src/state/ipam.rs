@@ -162,13 +162,6 @@ impl ClusterState {
 
     pub(crate) fn remove_allocation(&mut self, address: Ipv4Addr) {
         if let Some(allocation) = self.allocations.remove(&address) {
-            if cfg!(feature = "broken-allocator") {
-                // Deliberately wrong, to prove the simulation's checks bite:
-                // the released owner keeps its entry in the owner index, so
-                // the address can be handed out again while it still counts
-                // as held.
-                return;
-            }
             let owned = self.owners.remove(&allocation.owner);
             assert_eq!(
                 owned,

@@ -10,7 +10,8 @@
 //!   and purge points; durable before acknowledged; appends group-committed
 //!   by a flusher thread in a node.
 //! - [`state_machine`]: openraft's `RaftStateMachine`: applies committed
-//!   entries to [`crate::state::ClusterState`], archives each new request with its outcome, snapshots, and shares the
+//!   entries to [`crate::state::ClusterState`] through an [`Applier`],
+//!   archives each new request with its outcome, snapshots, and shares the
 //!   projection with readers ([`SharedState`]).
 //! - this file: opening the stores together, and reading and pruning the
 //!   audit archive.
@@ -35,18 +36,30 @@ pub use backend::{
     BackendError, Durability, KeyValue, KvBackend, MemoryBackend, SledBackend, Tree, WriteOp,
 };
 pub use log_store::{LogStore, MAX_APPENDS_PER_FLUSH};
-pub use state_machine::{Projection, SharedState, StateMachineStore};
+pub use state_machine::{Applier, ClusterStateApply, Projection, SharedState, StateMachineStore};
 
 use crate::audit::{record_key, ArchiveRecord};
 use crate::entry::NodeId;
 use crate::error::Error;
+
+/// The log store and the state machine store of one node, on one backend.
+pub type Stores<B, A = ClusterStateApply> = (LogStore<B>, StateMachineStore<B, A>);
 
 /// Opens both stores on one backend; appends flush inline (deterministic:
 /// no thread of their own).
 pub fn open_stores<B: KvBackend>(
     backend: B,
 ) -> Result<(LogStore<B>, StateMachineStore<B>), openraft::StorageError<NodeId>> {
-    let state_machine = StateMachineStore::open(backend.clone())?;
+    open_stores_with(backend, ClusterStateApply)
+}
+
+/// [`open_stores`] with the requests applied by `applier` (the simulation's
+/// seam for a deliberately broken projection).
+pub fn open_stores_with<B: KvBackend, A: Applier>(
+    backend: B,
+    applier: A,
+) -> Result<Stores<B, A>, openraft::StorageError<NodeId>> {
+    let state_machine = StateMachineStore::open_with(backend.clone(), applier)?;
     Ok((LogStore::new(backend), state_machine))
 }
 

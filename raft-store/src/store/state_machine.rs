@@ -3,9 +3,15 @@
 //!
 //! The projection lives in memory and is persisted as snapshots; at start-up
 //! the last snapshot is loaded and openraft re-applies the committed log after
-//! it. Readers (the node API, later the reconciler) share the projection
-//! through [`SharedState`] and learn of progress through a watch on the
-//! applied index.
+//! it. Readers (the node API, the reconciler) share the projection through
+//! [`SharedState`] and learn of progress through a watch on the applied
+//! index.
+//!
+//! Each request is applied through an [`Applier`]: [`ClusterStateApply`],
+//! i.e. [`ClusterState::apply`], in every build that runs a cluster. The
+//! trait is the seam through which the simulation injects a deliberately
+//! broken projection, to show that its invariant checks catch one; the
+//! production source has no broken path.
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,9 +28,37 @@ use tokio::sync::watch;
 use super::backend::{Durability, KvBackend, Tree, WriteOp};
 use super::log_store::{decode, encode};
 use crate::audit::{record_key, ArchiveRecord};
-use crate::entry::{NodeId, NodeInfo};
+use crate::entry::{ClusterRequest, NodeId, NodeInfo};
 use crate::raft::TypeConfig;
-use crate::state::{ClusterState, Response};
+use crate::state::{AppliedRequest, ClusterState, Response};
+
+/// How the state machine applies one request to the projection.
+pub trait Applier: Clone + Send + Sync + 'static {
+    /// Applies the request at `position` of the entry at log `index`.
+    fn apply(
+        &self,
+        state: &mut ClusterState,
+        index: u64,
+        position: u32,
+        request: &ClusterRequest,
+    ) -> AppliedRequest;
+}
+
+/// [`ClusterState::apply`]: the only applier of a running cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterStateApply;
+
+impl Applier for ClusterStateApply {
+    fn apply(
+        &self,
+        state: &mut ClusterState,
+        index: u64,
+        position: u32,
+        request: &ClusterRequest,
+    ) -> AppliedRequest {
+        state.apply(index, position, request)
+    }
+}
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
@@ -103,17 +137,28 @@ struct SnapshotBody {
 static SNAPSHOT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone)]
-pub struct StateMachineStore<B: KvBackend> {
+pub struct StateMachineStore<B: KvBackend, A: Applier = ClusterStateApply> {
     backend: B,
     shared: SharedState,
+    /// Applies each request to the projection.
+    applier: A,
 }
 
 impl<B: KvBackend> StateMachineStore<B> {
     /// Opens the state machine, loading the last snapshot if there is one.
     pub fn open(backend: B) -> Result<Self, StorageError<NodeId>> {
+        Self::open_with(backend, ClusterStateApply)
+    }
+}
+
+impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
+    /// Opens the state machine with `applier`, loading the last snapshot if
+    /// there is one.
+    pub fn open_with(backend: B, applier: A) -> Result<Self, StorageError<NodeId>> {
         let store = Self {
             backend,
             shared: SharedState::new(),
+            applier,
         };
         if let Some(stored) = store.read_stored_snapshot()? {
             store.load(&stored.meta, &stored.data)?;
@@ -180,7 +225,7 @@ impl<B: KvBackend> StateMachineStore<B> {
     }
 }
 
-impl<B: KvBackend> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<B> {
+impl<B: KvBackend, A: Applier> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<B, A> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let (meta, data) = {
             let projection = self.shared.read();
@@ -210,7 +255,7 @@ impl<B: KvBackend> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<B> {
     }
 }
 
-impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
+impl<B: KvBackend, A: Applier> RaftStateMachine<TypeConfig> for StateMachineStore<B, A> {
     type SnapshotBuilder = Self;
 
     async fn applied_state(
@@ -247,7 +292,12 @@ impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
                         .enumerate()
                         .map(|(position, request)| {
                             let before = projection.state.audit_count;
-                            let applied = projection.state.apply(index, position as u32, request);
+                            let applied = self.applier.apply(
+                                &mut projection.state,
+                                index,
+                                position as u32,
+                                request,
+                            );
                             // A new request (not a repeat) extends the chain:
                             // archive it with the chain head it produced.
                             if projection.state.audit_count != before {
