@@ -6,9 +6,10 @@
 //! - [`backend`]: the [`KvBackend`] trait (ordered trees, atomic batches,
 //!   explicit flush), [`SledBackend`] (production) and [`MemoryBackend`]
 //!   (simulation, tests).
+//! - [`flusher`]: the thread that makes every fsync of a node's stores, off
+//!   openraft's async workers; appends are group-committed through it.
 //! - [`log_store`]: openraft's `RaftLogStorage`: entries, vote, committed
-//!   and purge points; durable before acknowledged; appends group-committed
-//!   by a flusher thread in a node.
+//!   and purge points; durable before acknowledged.
 //! - [`state_machine`]: openraft's `RaftStateMachine`: applies committed
 //!   entries to [`crate::state::ClusterState`] through an [`Applier`],
 //!   archives each new request with its outcome, snapshots, and shares the
@@ -27,6 +28,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod backend;
+pub mod flusher;
 pub mod log_store;
 pub mod state_machine;
 
@@ -35,7 +37,8 @@ use std::path::Path;
 pub use backend::{
     BackendError, Durability, KeyValue, KvBackend, MemoryBackend, SledBackend, Tree, WriteOp,
 };
-pub use log_store::{LogStore, MAX_APPENDS_PER_FLUSH};
+pub use flusher::{Flusher, MAX_APPENDS_PER_FLUSH, MAX_FLUSHES_QUEUED};
+pub use log_store::LogStore;
 pub use state_machine::{Applier, ClusterStateApply, Projection, SharedState, StateMachineStore};
 
 use crate::audit::{record_key, ArchiveRecord};
@@ -45,8 +48,8 @@ use crate::error::Error;
 /// The log store and the state machine store of one node, on one backend.
 pub type Stores<B, A = ClusterStateApply> = (LogStore<B>, StateMachineStore<B, A>);
 
-/// Opens both stores on one backend; appends flush inline (deterministic:
-/// no thread of their own).
+/// Opens both stores on one backend; durable writes flush inline
+/// (deterministic: no thread of their own).
 pub fn open_stores<B: KvBackend>(
     backend: B,
 ) -> Result<(LogStore<B>, StateMachineStore<B>), openraft::StorageError<NodeId>> {
@@ -59,17 +62,22 @@ pub fn open_stores_with<B: KvBackend, A: Applier>(
     backend: B,
     applier: A,
 ) -> Result<Stores<B, A>, openraft::StorageError<NodeId>> {
-    let state_machine = StateMachineStore::open_with(backend.clone(), applier)?;
+    let state_machine = StateMachineStore::open_with(backend.clone(), applier, None)?;
     Ok((LogStore::new(backend), state_machine))
 }
 
-/// Opens both stores on one backend, with appends group-committed by a
-/// flusher thread (what a node runs).
+/// Opens both stores on one backend, with every fsync made by one flusher
+/// thread: appends group-committed, votes, purges and snapshots awaited
+/// (what a node runs).
 pub fn open_stores_group_commit<B: KvBackend>(
     backend: B,
 ) -> Result<(LogStore<B>, StateMachineStore<B>), openraft::StorageError<NodeId>> {
-    let state_machine = StateMachineStore::open(backend.clone())?;
-    Ok((LogStore::with_group_commit(backend)?, state_machine))
+    let flusher = Flusher::spawn(backend.clone()).map_err(|e| openraft::StorageError::IO {
+        source: openraft::StorageIOError::write_logs(&e),
+    })?;
+    let state_machine =
+        StateMachineStore::open_with(backend.clone(), ClusterStateApply, Some(flusher.clone()))?;
+    Ok((LogStore::with_flusher(backend, flusher), state_machine))
 }
 
 /// Opens a sled database in `dir`.

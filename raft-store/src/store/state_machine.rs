@@ -12,6 +12,9 @@
 //! trait is the seam through which the simulation injects a deliberately
 //! broken projection, to show that its invariant checks catch one; the
 //! production source has no broken path.
+//!
+//! Snapshot writes are durable before they return; with a [`Flusher`] (what
+//! a node runs) the fsync is the flusher thread's, not an async worker's.
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::backend::{Durability, KvBackend, Tree, WriteOp};
+use super::flusher::Flusher;
 use super::log_store::{decode, encode};
 use crate::audit::{record_key, ArchiveRecord};
 use crate::entry::{ClusterRequest, NodeId, NodeInfo};
@@ -142,23 +146,31 @@ pub struct StateMachineStore<B: KvBackend, A: Applier = ClusterStateApply> {
     shared: SharedState,
     /// Applies each request to the projection.
     applier: A,
+    /// Makes the snapshot flushes off the async workers; `None`: inline.
+    flusher: Option<Flusher>,
 }
 
 impl<B: KvBackend> StateMachineStore<B> {
     /// Opens the state machine, loading the last snapshot if there is one.
+    /// Snapshot writes flush inline.
     pub fn open(backend: B) -> Result<Self, StorageError<NodeId>> {
-        Self::open_with(backend, ClusterStateApply)
+        Self::open_with(backend, ClusterStateApply, None)
     }
 }
 
 impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
-    /// Opens the state machine with `applier`, loading the last snapshot if
-    /// there is one.
-    pub fn open_with(backend: B, applier: A) -> Result<Self, StorageError<NodeId>> {
+    /// Opens the state machine with `applier`, and snapshot flushes made by
+    /// `flusher` if given; loads the last snapshot if there is one.
+    pub fn open_with(
+        backend: B,
+        applier: A,
+        flusher: Option<Flusher>,
+    ) -> Result<Self, StorageError<NodeId>> {
         let store = Self {
             backend,
             shared: SharedState::new(),
             applier,
+            flusher,
         };
         if let Some(stored) = store.read_stored_snapshot()? {
             store.load(&stored.meta, &stored.data)?;
@@ -181,18 +193,38 @@ impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
         }
     }
 
-    fn write_stored_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+    /// Stores the snapshot; durable before it returns.
+    async fn write_stored_snapshot(
+        &self,
+        stored: &StoredSnapshot,
+    ) -> Result<(), StorageError<NodeId>> {
         let signature = stored.meta.signature();
         let bytes = encode(stored, ErrorSubject::Snapshot(Some(signature.clone())))?;
+        let write_error = |e: &dyn std::fmt::Display| StorageError::IO {
+            source: openraft::StorageIOError::write_snapshot(
+                Some(signature.clone()),
+                &std::io::Error::other(e.to_string()),
+            ),
+        };
+        let durability = match self.flusher {
+            Some(_) => Durability::Lazy,
+            None => Durability::Flush,
+        };
         self.backend
             .write(
                 Tree::StateMachine,
                 vec![WriteOp::Put(KEY_SNAPSHOT.to_vec(), bytes)],
-                Durability::Flush,
+                durability,
             )
-            .map_err(|e| StorageError::IO {
-                source: openraft::StorageIOError::write_snapshot(Some(signature), &e),
-            })
+            .map_err(|e| write_error(&e))?;
+        if let Some(flusher) = &self.flusher {
+            flusher
+                .flush()
+                .await
+                .map_err(|e| write_error(&e))?
+                .map_err(|e| write_error(&e))?;
+        }
+        Ok(())
     }
 
     /// Replaces the projection with a snapshot's.
@@ -247,7 +279,7 @@ impl<B: KvBackend, A: Applier> RaftSnapshotBuilder<TypeConfig> for StateMachineS
             (meta, data)
         };
         let stored = StoredSnapshot { meta, data };
-        self.write_stored_snapshot(&stored)?;
+        self.write_stored_snapshot(&stored).await?;
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -365,7 +397,7 @@ impl<B: KvBackend, A: Applier> RaftStateMachine<TypeConfig> for StateMachineStor
         // Validate by loading before persisting: a snapshot that cannot be
         // decoded is refused and the old one stays.
         self.load(&stored.meta, &stored.data)?;
-        self.write_stored_snapshot(&stored)
+        self.write_stored_snapshot(&stored).await
     }
 
     async fn get_current_snapshot(
