@@ -8,9 +8,9 @@
 //! does not fit: a changed, dropped or reordered record breaks it there.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::entry::ClusterRequest;
+pub use crate::state::chain;
 use crate::state::{AppliedRequest, ClusterState};
 
 /// One archived request.
@@ -27,15 +27,6 @@ pub struct ArchiveRecord {
 /// The archive key of a record: its chain sequence, big-endian.
 pub fn record_key(sequence: u64) -> [u8; 8] {
     sequence.to_be_bytes()
-}
-
-/// The chain head after `request` with outcome `applied`, from `previous`.
-pub fn chain(previous: &str, request: &ClusterRequest, applied: &AppliedRequest) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(previous.as_bytes());
-    hasher.update(bincode::serialize(request).expect("requests are always serialisable"));
-    hasher.update(bincode::serialize(applied).expect("outcomes are always serialisable"));
-    hex::encode(hasher.finalize())
 }
 
 /// Where a chain breaks.

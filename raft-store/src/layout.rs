@@ -21,6 +21,8 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// Endpoint numbers never handed to a pod: network, gateway; the all-ones
 /// broadcast number is reserved too (see [`AddressLayout::last_endpoint`]).
 pub const RESERVED_LOW_ENDPOINTS: u32 = 2;
@@ -82,18 +84,28 @@ impl AddressLayout {
         tenant_bits: u8,
         segment_bits: u8,
         endpoint_bits: u8,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let (address, prefix) = cidr
             .split_once('/')
-            .ok_or_else(|| format!("CIDR {cidr:?} must be ADDRESS/PREFIX, e.g. 10.0.0.0/8"))?;
-        let network: Ipv4Addr = address
-            .parse()
-            .map_err(|e| format!("CIDR {cidr:?}: {address:?} is not an IPv4 address ({e})"))?;
-        let prefix_len: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("CIDR {cidr:?}: prefix length must be 0 to 32"))?;
+            .ok_or_else(|| Error::LayoutCidrSyntax {
+                cidr: cidr.to_string(),
+            })?;
+        let network: Ipv4Addr =
+            address
+                .parse()
+                .map_err(|e: std::net::AddrParseError| Error::LayoutCidrAddress {
+                    cidr: cidr.to_string(),
+                    address: address.to_string(),
+                    reason: e.to_string(),
+                })?;
+        let prefix_len: u8 =
+            prefix
+                .parse()
+                .ok()
+                .filter(|p| *p <= 32)
+                .ok_or_else(|| Error::LayoutCidrPrefix {
+                    cidr: cidr.to_string(),
+                })?;
         let layout = Self {
             network,
             prefix_len,
@@ -107,12 +119,11 @@ impl AddressLayout {
     }
 
     /// Checks the widths against the prefix and each other.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         if self.prefix_len > 32 {
-            return Err(format!(
-                "prefix length /{} is longer than 32",
-                self.prefix_len
-            ));
+            return Err(Error::LayoutPrefixTooLong {
+                prefix_len: self.prefix_len,
+            });
         }
         let available = 32 - u32::from(self.prefix_len);
         let sum = u32::from(self.host_bits)
@@ -120,33 +131,38 @@ impl AddressLayout {
             + u32::from(self.segment_bits)
             + u32::from(self.endpoint_bits);
         if sum != available {
-            return Err(format!(
-                "host ({}) + tenant ({}) + segment ({}) + endpoint ({}) bits = {sum}, but /{} leaves {available} bits: they must be equal",
-                self.host_bits, self.tenant_bits, self.segment_bits, self.endpoint_bits, self.prefix_len
-            ));
+            return Err(Error::LayoutWidthsMismatch {
+                host_bits: self.host_bits,
+                tenant_bits: self.tenant_bits,
+                segment_bits: self.segment_bits,
+                endpoint_bits: self.endpoint_bits,
+                sum,
+                prefix_len: self.prefix_len,
+                available,
+            });
         }
-        for (name, bits) in [
+        for (field, bits) in [
             ("host", self.host_bits),
             ("tenant", self.tenant_bits),
             ("segment", self.segment_bits),
         ] {
             if bits == 0 {
-                return Err(format!("{name} bits must be at least 1"));
+                return Err(Error::LayoutFieldEmpty { field });
             }
         }
         if self.endpoint_bits < 2 {
-            return Err(format!(
-                "endpoint bits must be at least 2 (network, gateway and broadcast are reserved in every block), got {}",
-                self.endpoint_bits
-            ));
+            return Err(Error::LayoutEndpointBitsTooFew {
+                endpoint_bits: self.endpoint_bits,
+            });
         }
         let network = u32::from(self.network);
         if network & mask(available as u8) != 0 {
             let fixed = Ipv4Addr::from(network & !mask(available as u8));
-            return Err(format!(
-                "CIDR {}/{} has bits set past the prefix; did you mean {fixed}/{}?",
-                self.network, self.prefix_len, self.prefix_len
-            ));
+            return Err(Error::LayoutCidrHostBits {
+                network: self.network,
+                prefix_len: self.prefix_len,
+                fixed,
+            });
         }
         Ok(())
     }
@@ -401,7 +417,9 @@ mod tests {
             (("ten/8", 8, 4, 4, 8), "not an IPv4 address"),
         ];
         for ((cidr, h, t, s, e), expected) in cases {
-            let error = AddressLayout::new(cidr, h, t, s, e).expect_err("must be refused");
+            let error = AddressLayout::new(cidr, h, t, s, e)
+                .expect_err("must be refused")
+                .to_string();
             assert!(
                 error.contains(expected),
                 "{cidr} {h}/{t}/{s}/{e}: {error:?} should contain {expected:?}"

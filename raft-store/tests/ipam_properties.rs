@@ -19,8 +19,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use raft_store::entry::{AllocationRequest, ContainerInterface};
 use raft_store::layout::{AddressLayout, AddressParts, DEFAULT_SEGMENT};
+use raft_store::state::DEFAULT_SEGMENT_NAME;
 use raft_store::state::{Allocation, RequestLedger};
-use raft_store::topology::DEFAULT_SEGMENT_NAME;
 use raft_store::{
     AppliedRequest, ClusterRequest, ClusterState, Command, Effect, Outcome, Rejection, RequestMeta,
 };

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A policy in force. `P` is the policy itself (`raft_store::policy::Policy`
+/// A policy in force. `P` is the policy itself (`raft_store::entry::policy::Policy`
 /// on the server).
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct PolicyView<P = serde_json::Value> {

@@ -6,10 +6,10 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use raft_store::entry::validate_node_address;
 use raft_store::entry::validate_node_name;
 use raft_store::layout::AddressLayout;
 use raft_store::state::MAX_VOTERS_TARGET;
-use raft_store::topology::validate_node_address;
 use serde::Deserialize;
 
 use crate::error::Error;

@@ -1,6 +1,7 @@
-//! The checker bites: with raft-store's deliberately broken allocator
-//! (`--features broken-allocator`: a release forgets the owner index), the
-//! invariants catch it within the fixed seed set. Run by `deploy/test.sh`:
+//! The checker bites: with a deliberately broken allocator injected into
+//! every node (`--features broken-allocator`, `sim::faults::BrokenAllocator`:
+//! a release forgets the owner index), the invariants catch it within the
+//! fixed seed set. Run by `deploy/test.sh`:
 //! `cargo test -p simulation --features broken-allocator --test broken_allocator`.
 
 #![cfg(feature = "broken-allocator")]

@@ -4,17 +4,21 @@
 //! flushed before openraft is told they are done. Only the committed log id
 //! is written lazily: openraft re-derives it from a quorum if it is lost.
 //!
-//! Appends are group-committed. `append` writes the entries and hands
-//! openraft's completion callback to a flusher thread; the flusher takes
-//! every callback waiting, makes one flush, then completes them in order.
+//! With a [`Flusher`] ([`LogStore::with_group_commit`], what a node runs)
+//! no fsync runs on openraft's async tasks. Appends are group-committed:
+//! `append` writes the entries and hands openraft's completion callback to
+//! the flusher thread, which completes it after the flush that covers it;
 //! openraft meanwhile goes on appending (its storage-v2 API is built for
 //! this), so under load one fsync covers many appends instead of one each.
-//! With [`LogStore::new`] (no flusher: the simulation's mode, where threads
-//! would break determinism) each append flushes before it returns.
+//! A vote, a truncation and a purge are written, then awaited until the
+//! flusher's next flush covers them, before they return.
+//!
+//! With [`LogStore::new`] (no flusher: the simulation's mode on the
+//! in-memory backend, where threads would break determinism and a flush
+//! costs nothing) every durable write flushes inline before it returns.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -25,7 +29,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::backend::{Durability, KvBackend, Tree, WriteOp};
-use crate::{NodeId, TypeConfig};
+use super::flusher::Flusher;
+use crate::entry::NodeId;
+use crate::raft::TypeConfig;
 
 type Entry = openraft::Entry<TypeConfig>;
 
@@ -33,35 +39,12 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
-/// Longest run of appends one flush may cover: bounds how long the first
-/// caller in a group waits behind the others.
-pub const MAX_APPENDS_PER_FLUSH: usize = 1024;
-
 /// The Raft log and its metadata.
 #[derive(Clone)]
 pub struct LogStore<B: KvBackend> {
     backend: B,
-    /// Where append callbacks go to be completed after a flush; `None`:
-    /// appends flush inline.
-    flusher: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
-}
-
-/// The group-commit thread: flush once, complete every waiting append.
-fn run_flusher<B: KvBackend>(backend: B, callbacks: mpsc::Receiver<LogFlushed<TypeConfig>>) {
-    // Ends when every LogStore clone (and so every sender) is gone.
-    while let Ok(first) = callbacks.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_APPENDS_PER_FLUSH {
-            match callbacks.try_recv() {
-                Ok(callback) => group.push(callback),
-                Err(_) => break,
-            }
-        }
-        let result = backend.flush().map_err(|e| e.to_string());
-        for callback in group {
-            callback.log_io_completed(result.clone().map_err(std::io::Error::other));
-        }
-    }
+    /// Makes the flushes off the async workers; `None`: flush inline.
+    flusher: Option<Flusher>,
 }
 
 fn index_key(index: u64) -> Vec<u8> {
@@ -101,18 +84,47 @@ impl<B: KvBackend> LogStore<B> {
         }
     }
 
-    /// Appends are flushed in groups by a dedicated thread.
+    /// Appends are flushed in groups, and every other durable write too,
+    /// by a flusher thread of its own.
     pub fn with_group_commit(backend: B) -> Result<Self, StorageError<NodeId>> {
-        let (sender, receiver) = mpsc::channel();
-        let flusher_backend = backend.clone();
-        std::thread::Builder::new()
-            .name("raft-log-flusher".into())
-            .spawn(move || run_flusher(flusher_backend, receiver))
+        let flusher = Flusher::spawn(backend.clone())
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        Ok(Self {
+        Ok(Self::with_flusher(backend, flusher))
+    }
+
+    /// Durable writes go through `flusher` (which may be shared with the
+    /// state machine).
+    pub fn with_flusher(backend: B, flusher: Flusher) -> Self {
+        Self {
             backend,
-            flusher: Some(sender),
-        })
+            flusher: Some(flusher),
+        }
+    }
+
+    /// Writes `ops`; durable before it returns. With a flusher the write is
+    /// lazy and the flusher's next flush is awaited, so no fsync runs here.
+    async fn write_durable(
+        &self,
+        tree: Tree,
+        ops: Vec<WriteOp>,
+        subject: ErrorSubject<NodeId>,
+        verb: ErrorVerb,
+    ) -> Result<(), StorageError<NodeId>> {
+        let durability = match self.flusher {
+            Some(_) => Durability::Lazy,
+            None => Durability::Flush,
+        };
+        self.backend
+            .write(tree, ops, durability)
+            .map_err(|e| io_error(subject.clone(), verb, e))?;
+        if let Some(flusher) = &self.flusher {
+            flusher
+                .flush()
+                .await
+                .map_err(|e| io_error(subject.clone(), verb, e))?
+                .map_err(|e| io_error(subject, verb, e))?;
+        }
+        Ok(())
     }
 
     fn read_meta<T: DeserializeOwned>(
@@ -127,31 +139,43 @@ impl<B: KvBackend> LogStore<B> {
         }
     }
 
-    fn write_meta<T: Serialize>(
+    /// A durable metadata write (vote, purge point).
+    async fn write_meta<T: Serialize>(
         &self,
         key: &[u8],
         value: &T,
         subject: ErrorSubject<NodeId>,
-        durability: Durability,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = encode(value, subject.clone())?;
+        let ops = vec![WriteOp::Put(key.to_vec(), bytes)];
+        self.write_durable(Tree::Meta, ops, subject, ErrorVerb::Write)
+            .await
+    }
+
+    /// A metadata write that may be lost (the committed id).
+    fn write_meta_lazy<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        subject: ErrorSubject<NodeId>,
     ) -> Result<(), StorageError<NodeId>> {
         let bytes = encode(value, subject.clone())?;
         self.backend
             .write(
                 Tree::Meta,
                 vec![WriteOp::Put(key.to_vec(), bytes)],
-                durability,
+                Durability::Lazy,
             )
             .map_err(|e| io_error(subject, ErrorVerb::Write, e))
     }
 
-    fn delete_logs(&self, from: u64, to: Option<u64>) -> Result<(), StorageError<NodeId>> {
+    async fn delete_logs(&self, from: u64, to: Option<u64>) -> Result<(), StorageError<NodeId>> {
         let op = WriteOp::DeleteRange {
             from: index_key(from),
             to: to.map(index_key),
         };
-        self.backend
-            .write(Tree::Log, vec![op], Durability::Flush)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        self.write_durable(Tree::Log, vec![op], ErrorSubject::Logs, ErrorVerb::Delete)
+            .await
     }
 }
 
@@ -219,7 +243,7 @@ impl<B: KvBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(KEY_VOTE, vote, ErrorSubject::Vote, Durability::Flush)
+        self.write_meta(KEY_VOTE, vote, ErrorSubject::Vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -232,12 +256,7 @@ impl<B: KvBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
     ) -> Result<(), StorageError<NodeId>> {
         // Lazy: losing it only means openraft re-applies fewer entries at
         // start-up and learns the rest from the leader.
-        self.write_meta(
-            KEY_COMMITTED,
-            &committed,
-            ErrorSubject::Store,
-            Durability::Lazy,
-        )
+        self.write_meta_lazy(KEY_COMMITTED, &committed, ErrorSubject::Store)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -272,13 +291,10 @@ impl<B: KvBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
             .map_err(|e| std::io::Error::other(e.to_string()));
         if let (Some(flusher), Ok(())) = (&self.flusher, &result) {
             // Completed by the flusher after the flush that covers it.
-            return flusher.send(callback).map_err(|_| {
-                io_error(
-                    ErrorSubject::Logs,
-                    ErrorVerb::Write,
-                    "the log flusher thread is gone",
-                )
-            });
+            return flusher
+                .complete_after_flush(callback)
+                .await
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e));
         }
         let storage_result = result
             .as_ref()
@@ -289,18 +305,14 @@ impl<B: KvBackend> RaftLogStorage<TypeConfig> for LogStore<B> {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.delete_logs(log_id.index, None)
+        self.delete_logs(log_id.index, None).await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         // Record the purge point first: a crash between the two writes leaves
         // entries below it, which readers never ask for.
-        self.write_meta(
-            KEY_LAST_PURGED,
-            &log_id,
-            ErrorSubject::Store,
-            Durability::Flush,
-        )?;
-        self.delete_logs(0, log_id.index.checked_add(1))
+        self.write_meta(KEY_LAST_PURGED, &log_id, ErrorSubject::Store)
+            .await?;
+        self.delete_logs(0, log_id.index.checked_add(1)).await
     }
 }

@@ -3,9 +3,18 @@
 //!
 //! The projection lives in memory and is persisted as snapshots; at start-up
 //! the last snapshot is loaded and openraft re-applies the committed log after
-//! it. Readers (the node API, later the reconciler) share the projection
-//! through [`SharedState`] and learn of progress through a watch on the
-//! applied index.
+//! it. Readers (the node API, the reconciler) share the projection through
+//! [`SharedState`] and learn of progress through a watch on the applied
+//! index.
+//!
+//! Each request is applied through an [`Applier`]: [`ClusterStateApply`],
+//! i.e. [`ClusterState::apply`], in every build that runs a cluster. The
+//! trait is the seam through which the simulation injects a deliberately
+//! broken projection, to show that its invariant checks catch one; the
+//! production source has no broken path.
+//!
+//! Snapshot writes are durable before they return; with a [`Flusher`] (what
+//! a node runs) the fsync is the flusher thread's, not an async worker's.
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,21 +29,42 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::backend::{Durability, KvBackend, Tree, WriteOp};
+use super::flusher::Flusher;
 use super::log_store::{decode, encode};
 use crate::audit::{record_key, ArchiveRecord};
-use crate::state::{AppliedRequest, ClusterState};
-use crate::{NodeId, NodeInfo, TypeConfig};
+use crate::entry::{ClusterRequest, NodeId, NodeInfo};
+use crate::raft::TypeConfig;
+use crate::state::{AppliedRequest, ClusterState, Response};
+
+/// How the state machine applies one request to the projection.
+pub trait Applier: Clone + Send + Sync + 'static {
+    /// Applies the request at `position` of the entry at log `index`.
+    fn apply(
+        &self,
+        state: &mut ClusterState,
+        index: u64,
+        position: u32,
+        request: &ClusterRequest,
+    ) -> AppliedRequest;
+}
+
+/// [`ClusterState::apply`]: the only applier of a running cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterStateApply;
+
+impl Applier for ClusterStateApply {
+    fn apply(
+        &self,
+        state: &mut ClusterState,
+        index: u64,
+        position: u32,
+        request: &ClusterRequest,
+    ) -> AppliedRequest {
+        state.apply(index, position, request)
+    }
+}
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
-
-/// What `apply` returns for each entry to the proposer: the outcome of each
-/// of its requests, in order (none for Raft's own blank and membership
-/// entries).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub index: u64,
-    pub applied: Vec<AppliedRequest>,
-}
 
 /// The projection and what Raft needs alongside it.
 #[derive(Debug, Clone, Default)]
@@ -111,17 +141,36 @@ struct SnapshotBody {
 static SNAPSHOT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone)]
-pub struct StateMachineStore<B: KvBackend> {
+pub struct StateMachineStore<B: KvBackend, A: Applier = ClusterStateApply> {
     backend: B,
     shared: SharedState,
+    /// Applies each request to the projection.
+    applier: A,
+    /// Makes the snapshot flushes off the async workers; `None`: inline.
+    flusher: Option<Flusher>,
 }
 
 impl<B: KvBackend> StateMachineStore<B> {
     /// Opens the state machine, loading the last snapshot if there is one.
+    /// Snapshot writes flush inline.
     pub fn open(backend: B) -> Result<Self, StorageError<NodeId>> {
+        Self::open_with(backend, ClusterStateApply, None)
+    }
+}
+
+impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
+    /// Opens the state machine with `applier`, and snapshot flushes made by
+    /// `flusher` if given; loads the last snapshot if there is one.
+    pub fn open_with(
+        backend: B,
+        applier: A,
+        flusher: Option<Flusher>,
+    ) -> Result<Self, StorageError<NodeId>> {
         let store = Self {
             backend,
             shared: SharedState::new(),
+            applier,
+            flusher,
         };
         if let Some(stored) = store.read_stored_snapshot()? {
             store.load(&stored.meta, &stored.data)?;
@@ -144,18 +193,38 @@ impl<B: KvBackend> StateMachineStore<B> {
         }
     }
 
-    fn write_stored_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+    /// Stores the snapshot; durable before it returns.
+    async fn write_stored_snapshot(
+        &self,
+        stored: &StoredSnapshot,
+    ) -> Result<(), StorageError<NodeId>> {
         let signature = stored.meta.signature();
         let bytes = encode(stored, ErrorSubject::Snapshot(Some(signature.clone())))?;
+        let write_error = |e: &dyn std::fmt::Display| StorageError::IO {
+            source: openraft::StorageIOError::write_snapshot(
+                Some(signature.clone()),
+                &std::io::Error::other(e.to_string()),
+            ),
+        };
+        let durability = match self.flusher {
+            Some(_) => Durability::Lazy,
+            None => Durability::Flush,
+        };
         self.backend
             .write(
                 Tree::StateMachine,
                 vec![WriteOp::Put(KEY_SNAPSHOT.to_vec(), bytes)],
-                Durability::Flush,
+                durability,
             )
-            .map_err(|e| StorageError::IO {
-                source: openraft::StorageIOError::write_snapshot(Some(signature), &e),
-            })
+            .map_err(|e| write_error(&e))?;
+        if let Some(flusher) = &self.flusher {
+            flusher
+                .flush()
+                .await
+                .map_err(|e| write_error(&e))?
+                .map_err(|e| write_error(&e))?;
+        }
+        Ok(())
     }
 
     /// Replaces the projection with a snapshot's.
@@ -188,7 +257,7 @@ impl<B: KvBackend> StateMachineStore<B> {
     }
 }
 
-impl<B: KvBackend> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<B> {
+impl<B: KvBackend, A: Applier> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<B, A> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let (meta, data) = {
             let projection = self.shared.read();
@@ -210,7 +279,7 @@ impl<B: KvBackend> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<B> {
             (meta, data)
         };
         let stored = StoredSnapshot { meta, data };
-        self.write_stored_snapshot(&stored)?;
+        self.write_stored_snapshot(&stored).await?;
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -218,7 +287,7 @@ impl<B: KvBackend> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<B> {
     }
 }
 
-impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
+impl<B: KvBackend, A: Applier> RaftStateMachine<TypeConfig> for StateMachineStore<B, A> {
     type SnapshotBuilder = Self;
 
     async fn applied_state(
@@ -255,7 +324,12 @@ impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
                         .enumerate()
                         .map(|(position, request)| {
                             let before = projection.state.audit_count;
-                            let applied = projection.state.apply(index, position as u32, request);
+                            let applied = self.applier.apply(
+                                &mut projection.state,
+                                index,
+                                position as u32,
+                                request,
+                            );
                             // A new request (not a repeat) extends the chain:
                             // archive it with the chain head it produced.
                             if projection.state.audit_count != before {
@@ -323,7 +397,7 @@ impl<B: KvBackend> RaftStateMachine<TypeConfig> for StateMachineStore<B> {
         // Validate by loading before persisting: a snapshot that cannot be
         // decoded is refused and the old one stays.
         self.load(&stored.meta, &stored.data)?;
-        self.write_stored_snapshot(&stored)
+        self.write_stored_snapshot(&stored).await
     }
 
     async fn get_current_snapshot(

@@ -37,7 +37,8 @@ use super::{
     ClusterSecret, BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT, RAFT_PATH_VOTE,
     SECRET_HEADER, TARGET_NODE_HEADER,
 };
-use crate::{NodeId, NodeInfo, TypeConfig};
+use crate::entry::{NodeId, NodeInfo};
+use crate::raft::TypeConfig;
 
 /// Idle pooled connections kept per peer.
 pub const MAX_IDLE_CONNECTIONS_PER_PEER: usize = 8;

@@ -1,11 +1,22 @@
 //! The Raft RPC transport: HTTP, bincode bodies, authenticated by the
 //! cluster secret.
 //!
+//! # Layout
+//!
 //! - [`auth`]: the cluster secret and the middleware that refuses any request
 //!   without it (401, nothing changed).
 //! - [`server`]: the axum routes a node serves for its peers.
 //! - [`client`]: openraft's `RaftNetworkFactory`, dialing peers through one
 //!   pooled HTTP client with a deadline on every RPC.
+//!
+//! # In the two request paths
+//!
+//! Both a CNI ADD's allocation and a policy travel the same way once the
+//! leader's batcher has packed them into an entry: the leader's openraft
+//! sends it to every follower and learner as an `append` RPC ([`client`]),
+//! each peer's node API serves it ([`server`], behind [`auth`]) into its
+//! own `LogStore`, and the flushed acknowledgements make it committed. Votes
+//! and snapshots (a node far behind) take the same routes.
 
 pub mod auth;
 pub mod client;

@@ -20,7 +20,8 @@ use super::{
     auth, ClusterSecret, BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT,
     RAFT_PATH_VOTE, TARGET_NODE_HEADER,
 };
-use crate::{NodeId, Raft};
+use crate::entry::NodeId;
+use crate::raft::Raft;
 
 /// Largest Raft RPC body accepted. Snapshot chunks are configured smaller
 /// than this (see the node's Raft config), append batches far smaller.

@@ -14,8 +14,8 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use raft_store::entry::{AllocationRequest, ContainerInterface};
 use raft_store::layout::AddressLayout;
+use raft_store::state::DEFAULT_SEGMENT_NAME;
 use raft_store::state::{Allocation, ClusterState, Effect, Outcome, Rejection};
-use raft_store::topology::DEFAULT_SEGMENT_NAME;
 use raft_store::Command;
 use romana_api::cluster::WriteResult;
 use romana_api::ipam::{

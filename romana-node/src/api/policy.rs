@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use raft_store::policy::{Policy, Protocol};
+use raft_store::entry::policy::{Policy, Protocol};
 use raft_store::state::Outcome;
 use raft_store::Command;
 use romana_api::cluster::WriteResult;

@@ -178,7 +178,9 @@ fn tenants_of(command: &Command) -> Vec<String> {
                 p.applied_to
                     .iter()
                     .filter_map(|t| match t {
-                        raft_store::policy::Target::Pods { tenant, .. } => Some(tenant.clone()),
+                        raft_store::entry::policy::Target::Pods { tenant, .. } => {
+                            Some(tenant.clone())
+                        }
                         _ => None,
                     })
                     .collect::<Vec<_>>()

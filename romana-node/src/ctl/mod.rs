@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use raft_store::transport::ClusterSecret;
 use serde::Serialize;
 
-use raft_store::policy::Policy;
+use raft_store::entry::policy::Policy;
 use raft_store::state::Outcome;
 use romana_api::cluster::{MemberView, NodeView, NoteBody, StatusView};
 use romana_api::ipam::{

@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 
 use std::collections::BTreeMap;
 
-use raft_store::policy::Protocol;
+use raft_store::entry::policy::Protocol;
 use raft_store::state::ClusterState;
 
 use crate::policy::compiler::{compile, MatchRule, Verdict};

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
+use raft_store::entry::validate_node_address;
 use raft_store::entry::validate_node_name;
 use raft_store::state::{AppliedRequest, Rejection};
-use raft_store::topology::validate_node_address;
 use raft_store::{Command, NodeId, NodeInfo};
 use tokio::sync::watch;
 

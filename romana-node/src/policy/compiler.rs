@@ -18,8 +18,8 @@
 
 use std::net::Ipv4Addr;
 
+use raft_store::entry::policy::{Cidr, Direction, Peer, Protocol, Rule, Target};
 use raft_store::layout::{AddressLayout, AddressParts};
-use raft_store::policy::{Cidr, Direction, Peer, Protocol, Rule, Target};
 use raft_store::state::ClusterState;
 
 /// An address with a (possibly non-contiguous) mask.

@@ -1,9 +1,9 @@
 //! Policy input formats: Romana's JSON, Kubernetes `NetworkPolicy`, and the
 //! old `romana.io/demo/v1` third-party resource, each translated to the one
-//! internal model ([`raft_store::policy::Policy`]).
+//! internal model ([`raft_store::entry::policy::Policy`]).
 //!
 //! Everything here is pure (text in, policies out). Every function returns
-//! either policies that pass [`raft_store::policy::validate`] or an error that
+//! either policies that pass [`raft_store::entry::policy::validate`] or an error that
 //! names the field at fault, e.g.
 //! `spec.ingress[0].ports[1].protocol: SCTP is not supported (TCP, UDP)`.
 //! Nothing that cannot be expressed is dropped silently.
@@ -100,7 +100,7 @@
 
 use std::collections::HashSet;
 
-use raft_store::policy::{
+use raft_store::entry::policy::{
     validate, Cidr, Direction, Peer, Policy, PolicyFormat, Protocol, Rule, Target,
 };
 use serde::Deserialize;
@@ -113,7 +113,7 @@ const NAMESPACE_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Reads a policy file in any of the supported formats (see the module
 /// documentation) and returns its policies, each checked by
-/// [`raft_store::policy::validate`].
+/// [`raft_store::entry::policy::validate`].
 pub fn parse_policy_file(text: &str) -> Result<Vec<Policy>, String> {
     let documents = documents(text)?;
     if documents.is_empty() {

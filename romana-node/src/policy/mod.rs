@@ -3,7 +3,7 @@
 //! rules (pure, no I/O).
 //!
 //! - [`formats`]: Romana JSON, Kubernetes NetworkPolicy (YAML/JSON) and the
-//!   seed's third-party-resource form, parsed into `raft_store::policy`.
+//!   seed's third-party-resource form, parsed into `raft_store::entry::policy`.
 //! - [`compiler`]: rules from the projection; `explain` of one packet.
 
 pub mod compiler;

@@ -56,7 +56,7 @@ pub fn check_step(registry: &SharedRegistry, hashes: &mut BTreeMap<u64, String>)
         if let Err(reason) = projection.state.check_invariants() {
             violations.push(Violation::StateInvariant {
                 node: node.clone(),
-                reason,
+                reason: reason.to_string(),
             });
         }
         let index = projection.applied_index();

@@ -12,7 +12,10 @@
 //! - [`net`]: the Raft transport over the simulated network.
 //! - [`workload`]: what the clients ask for.
 //! - [`invariants`]: what must hold, one function per property.
+//! - [`faults`]: bugs put in on purpose (feature `broken-allocator`), to
+//!   show that the invariants catch them.
 
+pub mod faults;
 pub mod invariants;
 pub mod net;
 pub mod scale;
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use openraft::{Config, SnapshotPolicy};
 use raft_store::state::AppliedRequest;
-use raft_store::store::{open_stores, MemoryBackend, SharedState};
+use raft_store::store::{open_stores_with, MemoryBackend, SharedState};
 use raft_store::transport::{raft_routes, ClusterSecret, PeerNetwork};
 use raft_store::{LogPayload, NodeId, NodeInfo, Raft};
 use rand::rngs::StdRng;
@@ -32,6 +35,13 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 pub use invariants::Violation;
+
+/// How the nodes apply requests: the production projection, or with
+/// `--features broken-allocator` a deliberately broken one.
+#[cfg(not(feature = "broken-allocator"))]
+type Applier = raft_store::store::ClusterStateApply;
+#[cfg(feature = "broken-allocator")]
+type Applier = faults::BrokenAllocator;
 
 /// Port every simulated node serves Raft on.
 pub(crate) const RAFT_PORT: u16 = 9000;
@@ -142,7 +152,8 @@ pub(crate) async fn node_host(
         .entry(name.clone())
         .or_default()
         .clone();
-    let (log, state_machine) = open_stores(backend).map_err(|e| e.to_string())?;
+    let (log, state_machine) =
+        open_stores_with(backend, Applier::default()).map_err(|e| e.to_string())?;
     let shared = state_machine.shared();
     let network = PeerNetwork::with_connector(node_id, secret(), net::SimConnector);
     let raft = Raft::new(node_id, raft_config(), network, log, state_machine)

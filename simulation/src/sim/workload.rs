@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use raft_store::entry::policy::{Direction, Peer, Policy, PolicyFormat, Protocol, Rule, Target};
 use raft_store::entry::{AllocationRequest, ContainerInterface};
 use raft_store::layout::AddressLayout;
-use raft_store::policy::{Direction, Peer, Policy, PolicyFormat, Protocol, Rule, Target};
 use raft_store::{ClusterRequest, Command, NodeId, RequestMeta};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

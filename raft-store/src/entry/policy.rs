@@ -13,8 +13,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::entry::RequestMeta;
-use crate::state::{ClusterState, Effect, PolicyRecord, Rejection};
+use crate::error::Error;
 
 /// Most items in any list of a policy (targets, peers, rules, ports).
 pub const MAX_POLICY_ITEMS: usize = 64;
@@ -46,25 +45,30 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Error> {
         let (address, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, p),
             None => (text, "32"),
         };
-        let address: Ipv4Addr = address
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IPv4 CIDR"))?;
-        let prefix_len: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("{text:?}: prefix length must be 0 to 32"))?;
+        let address: Ipv4Addr = address.parse().map_err(|_| Error::CidrSyntax {
+            text: text.to_string(),
+        })?;
+        let prefix_len: u8 =
+            prefix
+                .parse()
+                .ok()
+                .filter(|p| *p <= 32)
+                .ok_or_else(|| Error::CidrPrefix {
+                    text: text.to_string(),
+                })?;
         let cidr = Self {
             address,
             prefix_len,
         };
         if u32::from(address) & !cidr.mask_bits() != 0 {
-            return Err(format!("{text:?} has bits set past its prefix length"));
+            return Err(Error::CidrHostBits {
+                text: text.to_string(),
+            });
         }
         Ok(cidr)
     }
@@ -164,7 +168,7 @@ pub struct Policy {
 
 /// Checks the parts of a policy that need no state: names, limits, ports,
 /// protocols. Errors name the field.
-pub fn validate(policy: &Policy) -> Result<(), String> {
+pub fn validate(policy: &Policy) -> Result<(), Error> {
     let name_ok = !policy.name.is_empty()
         && policy.name.len() <= MAX_POLICY_NAME_BYTES
         && policy
@@ -172,13 +176,13 @@ pub fn validate(policy: &Policy) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '/'));
     if !name_ok {
-        return Err(format!(
-            "name {:?}: 1 to {MAX_POLICY_NAME_BYTES} lowercase letters, digits, '-', '.' or '/'",
-            policy.name
+        return Err(Error::invalid_policy(
+            format!("name {:?}", policy.name),
+            format!("1 to {MAX_POLICY_NAME_BYTES} lowercase letters, digits, '-', '.' or '/'"),
         ));
     }
     if policy.description.len() > 1024 {
-        return Err("description: at most 1024 bytes".into());
+        return Err(Error::invalid_policy("description", "at most 1024 bytes"));
     }
     for (field, count) in [
         ("applied_to", policy.applied_to.len()),
@@ -186,24 +190,30 @@ pub fn validate(policy: &Policy) -> Result<(), String> {
         ("rules", policy.rules.len()),
     ] {
         if count == 0 {
-            return Err(format!("{field}: at least one entry is needed"));
+            return Err(Error::invalid_policy(field, "at least one entry is needed"));
         }
         if count > MAX_POLICY_ITEMS {
-            return Err(format!(
-                "{field}: at most {MAX_POLICY_ITEMS} entries, got {count}"
+            return Err(Error::invalid_policy(
+                field,
+                format!("at most {MAX_POLICY_ITEMS} entries, got {count}"),
             ));
         }
     }
     for (i, peer) in policy.peers.iter().enumerate() {
         if let Peer::Cidr { cidr, except } = peer {
+            let field = format!("peers[{i}].except");
             if except.len() > MAX_POLICY_ITEMS {
-                return Err(format!(
-                    "peers[{i}].except: at most {MAX_POLICY_ITEMS} entries"
+                return Err(Error::invalid_policy(
+                    field,
+                    format!("at most {MAX_POLICY_ITEMS} entries"),
                 ));
             }
             for e in except {
                 if !(cidr.contains(e.address) && e.prefix_len >= cidr.prefix_len) {
-                    return Err(format!("peers[{i}].except: {e} is not inside {cidr}"));
+                    return Err(Error::invalid_policy(
+                        field,
+                        format!("{e} is not inside {cidr}"),
+                    ));
                 }
             }
         }
@@ -212,124 +222,43 @@ pub fn validate(policy: &Policy) -> Result<(), String> {
         let field = format!("rules[{i}]");
         let has_ports = !rule.ports.is_empty() || !rule.port_ranges.is_empty();
         if has_ports && !matches!(rule.protocol, Protocol::Tcp | Protocol::Udp) {
-            return Err(format!("{field}: ports need protocol tcp or udp"));
+            return Err(Error::invalid_policy(
+                field,
+                "ports need protocol tcp or udp",
+            ));
         }
         if rule.ports.len() + rule.port_ranges.len() > MAX_POLICY_ITEMS {
-            return Err(format!(
-                "{field}: at most {MAX_POLICY_ITEMS} ports and ranges"
+            return Err(Error::invalid_policy(
+                field,
+                format!("at most {MAX_POLICY_ITEMS} ports and ranges"),
             ));
         }
         if rule.ports.contains(&0) {
-            return Err(format!("{field}.ports: port 0 is not a port (1 to 65535)"));
+            return Err(Error::invalid_policy(
+                format!("{field}.ports"),
+                "port 0 is not a port (1 to 65535)",
+            ));
         }
         for (start, end) in &rule.port_ranges {
             if *start == 0 || start > end {
-                return Err(format!(
-                    "{field}.port_ranges: {start}-{end} is not a range within 1 to 65535"
+                return Err(Error::invalid_policy(
+                    format!("{field}.port_ranges"),
+                    format!("{start}-{end} is not a range within 1 to 65535"),
                 ));
             }
         }
         if (rule.icmp_type.is_some() || rule.icmp_code.is_some()) && rule.protocol != Protocol::Icmp
         {
-            return Err(format!(
-                "{field}: icmp_type and icmp_code need protocol icmp"
+            return Err(Error::invalid_policy(
+                field,
+                "icmp_type and icmp_code need protocol icmp",
             ));
         }
         if rule.icmp_code.is_some() && rule.icmp_type.is_none() {
-            return Err(format!("{field}: icmp_code needs icmp_type"));
+            return Err(Error::invalid_policy(field, "icmp_code needs icmp_type"));
         }
     }
     Ok(())
-}
-
-impl ClusterState {
-    /// The tenant (and segment) a policy names must exist.
-    fn check_pods(
-        &self,
-        field: &str,
-        tenant: &str,
-        segment: Option<&str>,
-    ) -> Result<(), Rejection> {
-        let record = self.tenant(tenant)?;
-        if let Some(segment) = segment {
-            if !record.segments.contains_key(segment) {
-                return Err(Rejection::InvalidArgument {
-                    reason: format!("{field}: tenant {tenant:?} has no segment {segment:?}"),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn apply_policies(
-        &mut self,
-        policies: &[Policy],
-        index: u64,
-        meta: &RequestMeta,
-    ) -> Result<Effect, Rejection> {
-        if policies.is_empty() || policies.len() > MAX_POLICY_ITEMS {
-            return Err(Rejection::InvalidArgument {
-                reason: format!(
-                    "apply 1 to {MAX_POLICY_ITEMS} policies at once, got {}",
-                    policies.len()
-                ),
-            });
-        }
-        // Every policy is checked before any is stored: all or none.
-        for policy in policies {
-            validate(policy).map_err(|reason| Rejection::InvalidArgument {
-                reason: format!("policy {:?}: {reason}", policy.name),
-            })?;
-            for (i, target) in policy.applied_to.iter().enumerate() {
-                if let Target::Pods { tenant, segment } = target {
-                    self.check_pods(&format!("applied_to[{i}]"), tenant, segment.as_deref())?;
-                }
-            }
-            for (i, peer) in policy.peers.iter().enumerate() {
-                if let Peer::Pods { tenant, segment } = peer {
-                    self.check_pods(&format!("peers[{i}]"), tenant, segment.as_deref())?;
-                }
-            }
-        }
-        let mut replaced = 0;
-        for policy in policies {
-            let record = PolicyRecord {
-                policy: policy.clone(),
-                applied_at_ms: meta.timestamp_ms,
-                applied_index: index,
-                actor: meta.actor.clone(),
-            };
-            if self.policies.insert(policy.name.clone(), record).is_some() {
-                replaced += 1;
-            }
-        }
-        Ok(Effect::PoliciesApplied {
-            names: policies.iter().map(|p| p.name.clone()).collect(),
-            replaced,
-        })
-    }
-
-    /// Deletes the policy `name`, and every policy named `name/...` (a
-    /// Kubernetes NetworkPolicy `NS/NAME` is stored as `NS/NAME/ingress/0`,
-    /// ...; deleting `NS/NAME` deletes them all).
-    pub(crate) fn delete_policy(&mut self, name: &str) -> Result<Effect, Rejection> {
-        let prefix = format!("{name}/");
-        let doomed: Vec<String> = self
-            .policies
-            .keys()
-            .filter(|key| key.as_str() == name || key.starts_with(&prefix))
-            .cloned()
-            .collect();
-        if doomed.is_empty() {
-            return Err(Rejection::UnknownPolicy {
-                name: name.to_string(),
-            });
-        }
-        for key in &doomed {
-            self.policies.remove(key);
-        }
-        Ok(Effect::PolicyDeleted)
-    }
 }
 
 #[cfg(test)]
@@ -398,7 +327,7 @@ mod tests {
         for (change, field) in cases {
             let mut bad = policy();
             change(&mut bad);
-            let error = validate(&bad).expect_err("must be refused");
+            let error = validate(&bad).expect_err("must be refused").to_string();
             assert!(error.contains(field), "{error:?} should name {field}");
         }
     }

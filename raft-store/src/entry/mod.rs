@@ -6,17 +6,58 @@
 //! [`crate::state::ClusterState::apply`], so that replaying the log on any
 //! machine yields the same outcome for every entry, rejections included.
 //!
-//! Adding a request is one change: add a variant at the *end* of [`Command`]
-//! (bincode encodes the variant by position, so existing variants must never
-//! be reordered or removed) and handle it in `ClusterState::apply`.
+//! # Layout
+//!
+//! - this file: [`LogPayload`] (what one Raft entry carries),
+//!   [`ClusterRequest`] ([`RequestMeta`] + [`Command`]), [`NodeInfo`] (a
+//!   member as Raft knows it), the limits every request is held to.
+//! - [`ipam`]: who holds an address ([`ContainerInterface`]) and what an
+//!   allocation asks for ([`AllocationRequest`]).
+//! - [`policy`]: the network policy model ([`Policy`]: targets, peers,
+//!   rules, CIDRs) and its stateless checks.
+//! - [`validate`]: checks of names and node addresses shared by `apply` and
+//!   by a node before it proposes a request.
+//!
+//! Nothing here depends on the projection: `state` reads entries, never the
+//! other way round.
+//!
+//! # In the two request paths
+//!
+//! (a) A CNI ADD becomes a [`Command::AllocateAddress`] carrying an
+//! [`AllocationRequest`]; (b) a policy file becomes a
+//! [`Command::ApplyPolicies`] carrying [`Policy`]s. The node API wraps
+//! either in a [`ClusterRequest`] (actor, request id, time), the leader's
+//! batcher packs requests into one [`LogPayload`], and that is what the log
+//! stores and replicates.
+//!
+//! # Encoding
+//!
+//! Entries are bincode, which encodes enum variants and struct fields by
+//! position. Adding a request is one change: add a variant at the *end* of
+//! [`Command`] and handle it in `ClusterState::apply`; never reorder or
+//! remove a variant or a field of anything here.
+//! `raft-store/tests/release_fixture.rs` reads a log written by an earlier
+//! release and fails if an encoding changed.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::layout::AddressLayout;
-use crate::policy::Policy;
-use crate::NodeId;
+
+pub mod ipam;
+pub mod policy;
+pub mod validate;
+
+pub use ipam::{
+    AllocationRequest, ContainerInterface, MAX_CONTAINER_ID_BYTES, MAX_GC_VALID_ENTRIES,
+    MAX_IFNAME_BYTES,
+};
+pub use policy::Policy;
+pub use validate::{validate_label, validate_node_address, validate_node_name};
+
+/// Raft node ids.
+pub type NodeId = u64;
 
 /// The entry format this build writes and understands. An entry with a newer
 /// format is rejected by `apply` (deterministically, on every replica) rather
@@ -135,74 +176,6 @@ pub enum Command {
     },
 }
 
-/// A container's interface: who holds an address.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ContainerInterface {
-    pub container_id: String,
-    pub ifname: String,
-}
-
-/// What an allocation asks for.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct AllocationRequest {
-    /// The host (node name) the container runs on.
-    pub host: String,
-    pub tenant: String,
-    pub segment: String,
-    pub owner: ContainerInterface,
-    /// Kubernetes pod namespace and name, when known (recorded for audit).
-    pub pod_namespace: Option<String>,
-    pub pod_name: Option<String>,
-    /// The CNI network (conflist name) the address is for, when allocated
-    /// by the CNI plugin: garbage collection of one network leaves the
-    /// others' addresses alone.
-    pub network: Option<String>,
-}
-
-/// Longest accepted container id, in bytes.
-pub const MAX_CONTAINER_ID_BYTES: usize = 256;
-
-/// Longest interface name Linux accepts (IFNAMSIZ - 1).
-pub const MAX_IFNAME_BYTES: usize = 15;
-
-/// Most (container, interface) pairs one garbage collection may name.
-pub const MAX_GC_VALID_ENTRIES: usize = 65_536;
-
-impl ContainerInterface {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.container_id.is_empty() || self.container_id.len() > MAX_CONTAINER_ID_BYTES {
-            return Err(format!(
-                "container id must be 1 to {MAX_CONTAINER_ID_BYTES} bytes, got {}",
-                self.container_id.len()
-            ));
-        }
-        if !self.container_id.chars().all(|c| c.is_ascii_graphic()) {
-            return Err("container id must be printable ASCII without spaces".into());
-        }
-        if self.ifname.is_empty()
-            || self.ifname.len() > MAX_IFNAME_BYTES
-            || self.ifname == "."
-            || self.ifname == ".."
-            || !self
-                .ifname
-                .chars()
-                .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
-        {
-            return Err(format!(
-                "interface name {:?} is not a valid Linux interface name (1 to {MAX_IFNAME_BYTES} printable characters, no '/' or ':')",
-                self.ifname
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for ContainerInterface {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.container_id, self.ifname)
-    }
-}
-
 impl ClusterRequest {
     pub fn new(meta: RequestMeta, command: Command) -> Self {
         Self {
@@ -276,45 +249,6 @@ impl fmt::Display for NodeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.name, self.address)
     }
-}
-
-/// Is `name` a DNS-1123 label (tenant and segment names): lowercase letters,
-/// digits and '-', starting and ending alphanumeric, at most 63 bytes?
-pub fn validate_label(kind: &str, name: &str) -> Result<(), String> {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| alnum(c) || c == '-')
-        && name.chars().next().is_some_and(alnum)
-        && name.chars().last().is_some_and(alnum);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{kind} name {name:?} is not a DNS-1123 label (1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
-        ))
-    }
-}
-
-/// Is `name` usable as a node name: a DNS-1123 subdomain (lowercase letters,
-/// digits, '-' and '.', starting and ending alphanumeric, at most 253 bytes)?
-pub fn validate_node_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 253 {
-        return Err(format!(
-            "node name must be 1 to 253 characters, got {}",
-            name.len()
-        ));
-    }
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let first = name.chars().next().is_some_and(alnum);
-    let last = name.chars().last().is_some_and(alnum);
-    if !name.chars().all(ok_char) || !first || !last {
-        return Err(format!(
-            "node name {name:?} is not a DNS-1123 name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
