@@ -25,8 +25,10 @@
 //! - [`http_client`]: the async client for the API (romanactl, peers, the
 //!   benchmark, tests).
 //! - [`config`]: `romana-node run` flags and the TOML file with the same keys.
-//! - [`error`]: the crate's errors; [`error::ApiError`] decides every HTTP
-//!   status and error code.
+//! - [`error`]: start-up and command errors (shared with `romanactl`, so
+//!   nothing of the server).
+//! - [`api_error`]: [`api_error::ApiError`] decides every HTTP status and
+//!   error code of the API.
 //!
 //! The benchmark (`romana-node bench`) lives in the binary
 //! (`src/bin/romana-node/bench.rs`), not in this library. Still to come, and
@@ -36,7 +38,7 @@
 //!
 //! Dependencies between these modules point one way (checked by
 //! `deploy/check-module-cycles.py`): `daemon` → `api` → `node` →
-//! `error`/`config`/`http_client`; `daemon` → `dataplane` → `policy`;
+//! `api_error`/`error`/`config`/`http_client`; `daemon` → `dataplane` → `policy`;
 //! `ctl` → `http_client`.
 //!
 //! # The path of a request
@@ -63,6 +65,7 @@
 //! one `iptables-restore` through [`dataplane::kernel`].
 
 pub mod api;
+pub mod api_error;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

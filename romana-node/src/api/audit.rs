@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use romana_api::paths::PATH_AUDIT_RECORDS;
 
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 use crate::node::Node;
 
 pub fn routes() -> Router<Node> {

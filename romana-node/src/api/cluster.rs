@@ -22,7 +22,7 @@ use romana_api::paths::{
 };
 
 use super::{client_actor, forward_to_leader, parse_json, write_result, Listener};
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 use crate::node::{new_request_id, Node};
 
 pub fn routes() -> Router<Node> {

@@ -33,7 +33,7 @@ use romana_api::cluster::WriteResult;
 use romana_api::headers::ACTOR_HEADER;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 use crate::http_client::{CallError, Endpoint};
 use crate::node::Node;
 

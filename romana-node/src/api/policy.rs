@@ -16,7 +16,7 @@ use romana_api::paths::{PATH_EXPLAIN, PATH_POLICIES, POLICY_ROUTE, TPR_POLICIES_
 use romana_api::policy::{ExplainQuery, ExplainView, PolicyView};
 
 use super::{client_actor, write_result, Listener};
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 use crate::node::{new_request_id, Node};
 use crate::policy::compiler::{compile, explain, Packet, Verdict};
 use crate::policy::formats::{parse_policy_file, parse_tpr};

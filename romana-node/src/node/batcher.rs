@@ -15,7 +15,7 @@ use raft_store::state::AppliedRequest;
 use raft_store::{ClusterRequest, LogPayload, Raft};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 
 /// Entries being committed at once. More than one lets the next entry be
 /// appended while the previous one replicates.

@@ -15,7 +15,7 @@ use raft_store::{Command, NodeId, NodeInfo};
 use tokio::sync::watch;
 
 use super::Node;
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 
 /// How often the controller looks at the cluster even without a change.
 const CONTROLLER_TICK: Duration = Duration::from_millis(300);

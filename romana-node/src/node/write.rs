@@ -10,7 +10,7 @@ use raft_store::{ClusterRequest, Command, RequestMeta};
 use romana_api::paths::PATH_INTERNAL_PROPOSE;
 
 use super::{new_request_id, now_ms, Node};
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 use crate::http_client::{CallError, Endpoint};
 
 impl Node {
