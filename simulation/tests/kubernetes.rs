@@ -130,9 +130,17 @@ impl Drop for KubernetesLabGuard {
     }
 }
 
-/// What `down` must not leave behind, by the lab's names.
-fn leftovers(name: &str, state_dir: &std::path::Path) -> Vec<String> {
-    let mut found = Vec::new();
+/// What `down` must not leave behind: anything by the lab's names, and any
+/// of `processes` (pid and command line, taken while the lab ran) still
+/// running.
+fn leftovers(name: &str, state_dir: &std::path::Path, processes: &[(u32, String)]) -> Vec<String> {
+    let mut found: Vec<String> = processes
+        .iter()
+        .filter(|(pid, command)| {
+            !command.is_empty() && lab::kubernetes::process_command_line(*pid) == *command
+        })
+        .map(|(pid, command)| format!("process {pid}: {command}"))
+        .collect();
     let state = state_dir.display().to_string();
     let prefix = format!("{name}-");
     if let Ok(entries) = std::fs::read_dir("/proc") {
@@ -372,15 +380,7 @@ fn three_host_kubernetes_lab_runs_pods_services_and_cleans_up() {
         "the hosts' processes include the runtime's shims: {processes:?}"
     );
     drop(guard);
-    let mut left = leftovers(&name, &state_dir);
-    left.extend(
-        processes
-            .iter()
-            .filter(|(pid, command)| {
-                !command.is_empty() && lab::kubernetes::process_command_line(*pid) == *command
-            })
-            .map(|(pid, command)| format!("process {pid}: {command}")),
-    );
+    let left = leftovers(&name, &state_dir, &processes);
     assert!(left.is_empty(), "down left behind: {left:#?}");
 }
 
@@ -411,15 +411,7 @@ fn down_cleans_up_after_a_crash_without_the_lab_record() {
     std::fs::remove_file(dir.join("lab.json")).expect("remove lab.json");
     // The guard's down now runs without the lab's record.
     drop(guard);
-    let mut left = leftovers(&name, &state_dir);
-    left.extend(
-        processes
-            .iter()
-            .filter(|(pid, command)| {
-                !command.is_empty() && lab::kubernetes::process_command_line(*pid) == *command
-            })
-            .map(|(pid, command)| format!("process {pid}: {command}")),
-    );
+    let mut left = leftovers(&name, &state_dir, &processes);
     for ((path, was), is) in lab::kubernetes::HOST_PRIVATE_PATHS
         .iter()
         .zip(before)

@@ -978,81 +978,54 @@ impl Lab {
 
     /// kubectl with the lab's admin kubeconfig, run in host1's network
     /// namespace (where the apiserver's underlay address is reachable).
-    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+    fn kubectl_command(&self, args: &[&str]) -> Result<Command> {
         let kubernetes = self.kubernetes()?;
         let first = self
             .hosts
             .first()
             .ok_or_else(|| LabError::Message("the lab has no hosts".to_string()))?;
-        let kubectl = kubernetes.options.kubernetes_bin.join("kubectl");
-        let output = Command::new("nsenter")
+        let mut command = Command::new("nsenter");
+        command
             .arg(format!("--net=/run/netns/{}", first.netns))
             .arg("--")
-            .arg(&kubectl)
+            .arg(kubernetes.options.kubernetes_bin.join("kubectl"))
             .arg(format!(
                 "--kubeconfig={}",
                 kubernetes.admin_kubeconfig().display()
             ))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| LabError::Message(format!("kubectl: {e}")))?;
-        if !output.status.success() {
-            return fail(format!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).to_string())
+            .args(args);
+        Ok(command)
+    }
+
+    /// kubectl's stdout, or an error with its stderr.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        self.kubectl_stdin(args, "")
     }
 
     /// kubectl attached to this process's stdin, stdout and stderr (for
     /// `romana-lab kubectl`: `apply -f -`, `--watch`, `exec -it`); its exit
     /// code.
     pub fn kubectl_attached(&self, args: &[&str]) -> Result<i32> {
-        let kubernetes = self.kubernetes()?;
-        let first = self
-            .hosts
-            .first()
-            .ok_or_else(|| LabError::Message("the lab has no hosts".to_string()))?;
-        let status = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", first.netns))
-            .arg("--")
-            .arg(kubernetes.options.kubernetes_bin.join("kubectl"))
-            .arg(format!(
-                "--kubeconfig={}",
-                kubernetes.admin_kubeconfig().display()
-            ))
-            .args(args)
+        let status = self
+            .kubectl_command(args)?
             .status()
             .map_err(|e| LabError::Message(format!("kubectl: {e}")))?;
         Ok(status.code().unwrap_or(1))
     }
 
-    /// kubectl with a manifest on stdin (`kubectl apply -f -`).
+    /// kubectl with `input` on its stdin (`kubectl apply -f -`); its stdout,
+    /// or an error with its stderr.
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String> {
         use std::io::Write;
-        let kubernetes = self.kubernetes()?;
-        let first = self
-            .hosts
-            .first()
-            .ok_or_else(|| LabError::Message("the lab has no hosts".to_string()))?;
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", first.netns))
-            .arg("--")
-            .arg(kubernetes.options.kubernetes_bin.join("kubectl"))
-            .arg(format!(
-                "--kubeconfig={}",
-                kubernetes.admin_kubeconfig().display()
-            ))
-            .args(args)
+        let mut child = self
+            .kubectl_command(args)?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| LabError::Message(format!("kubectl: {e}")))?;
         if let Some(mut stdin) = child.stdin.take() {
+            // Dropped at the end of this block: kubectl sees end of input.
             stdin
                 .write_all(input.as_bytes())
                 .map_err(|e| LabError::Message(format!("kubectl stdin: {e}")))?;
