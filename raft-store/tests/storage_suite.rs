@@ -9,7 +9,19 @@ use raft_store::store::{
 };
 use raft_store::{NodeId, TypeConfig};
 
-struct SledBuilder;
+/// How a builder opens the stores over a fresh sled directory.
+type OpenSled =
+    fn(
+        SledBackend,
+    )
+        -> Result<(LogStore<SledBackend>, StateMachineStore<SledBackend>), StorageError<NodeId>>;
+
+/// sled in a temporary directory, opened with `open`: inline flushes
+/// (`open_stores`) or every fsync on the flusher thread, as a node opens it
+/// (`open_stores_group_commit`).
+struct SledBuilder {
+    open: OpenSled,
+}
 
 impl
     StoreBuilder<
@@ -31,35 +43,7 @@ impl
     > {
         let dir = tempfile::tempdir().expect("temporary directory");
         let backend = SledBackend::open(dir.path()).expect("open sled");
-        let (log, state_machine) = open_stores(backend)?;
-        Ok((dir, log, state_machine))
-    }
-}
-
-/// sled with every fsync on the flusher thread, as a node opens it.
-struct SledGroupCommitBuilder;
-
-impl
-    StoreBuilder<
-        TypeConfig,
-        LogStore<SledBackend>,
-        StateMachineStore<SledBackend>,
-        tempfile::TempDir,
-    > for SledGroupCommitBuilder
-{
-    async fn build(
-        &self,
-    ) -> Result<
-        (
-            tempfile::TempDir,
-            LogStore<SledBackend>,
-            StateMachineStore<SledBackend>,
-        ),
-        StorageError<NodeId>,
-    > {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let backend = SledBackend::open(dir.path()).expect("open sled");
-        let (log, state_machine) = open_stores_group_commit(backend)?;
+        let (log, state_machine) = (self.open)(backend)?;
         Ok((dir, log, state_machine))
     }
 }
@@ -86,14 +70,16 @@ impl StoreBuilder<TypeConfig, LogStore<MemoryBackend>, StateMachineStore<MemoryB
 
 #[test]
 fn sled_store_passes_openraft_suite() {
-    if let Err(e) = Suite::test_all(SledBuilder) {
+    if let Err(e) = Suite::test_all(SledBuilder { open: open_stores }) {
         panic!("sled store failed the suite: {e}");
     }
 }
 
 #[test]
 fn sled_store_with_the_flusher_thread_passes_openraft_suite() {
-    if let Err(e) = Suite::test_all(SledGroupCommitBuilder) {
+    if let Err(e) = Suite::test_all(SledBuilder {
+        open: open_stores_group_commit,
+    }) {
         panic!("sled store with group commit failed the suite: {e}");
     }
 }
