@@ -192,6 +192,9 @@ fn leftovers(name: &str, state_dir: &std::path::Path, processes: &[(u32, String)
     if state_dir.exists() {
         found.push(format!("state dir {state}"));
     }
+    if let Some(parent) = state_dir.parent().filter(|p| p.exists()) {
+        found.push(format!("the labs' state parent {}", parent.display()));
+    }
     found
 }
 

@@ -1339,5 +1339,9 @@ pub fn down_kubernetes(name: &str, kubernetes: Option<&KubernetesLab>) -> Vec<St
             problems.push(format!("remove {}: {e}", state_dir.display()));
         }
     }
+    // The labs' common parent (/var/lib/romana-lab), once no lab is left.
+    if let Some(parent) = state_dir.parent() {
+        let _ = fs::remove_dir(parent);
+    }
     problems
 }
