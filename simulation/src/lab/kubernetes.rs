@@ -262,22 +262,32 @@ fn setup_cgroup_root(root: &str) -> Result<()> {
     Ok(())
 }
 
+/// `top` and every directory below it, each before its children (so the
+/// reverse order removes children first).
+fn directories_under(top: PathBuf) -> Vec<PathBuf> {
+    let mut order = Vec::new();
+    let mut stack = vec![top];
+    while let Some(dir) = stack.pop() {
+        if let Ok(entries) = fs::read_dir(&dir) {
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        order.push(dir);
+    }
+    order
+}
+
 /// Every process in `root`'s subtree of any hierarchy.
 fn cgroup_processes(root: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for hierarchy in cgroup_hierarchies() {
-        let mut stack = vec![hierarchy.join(root.trim_start_matches('/'))];
-        while let Some(dir) = stack.pop() {
+        for dir in directories_under(hierarchy.join(root.trim_start_matches('/'))) {
             if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
                 pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-            }
-            if let Ok(entries) = fs::read_dir(&dir) {
-                stack.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
             }
         }
     }
@@ -295,20 +305,7 @@ fn teardown_cgroup_root(root: &str) -> Vec<String> {
         if !top.exists() {
             continue;
         }
-        let mut order = Vec::new();
-        let mut stack = vec![top];
-        while let Some(dir) = stack.pop() {
-            if let Ok(entries) = fs::read_dir(&dir) {
-                stack.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
-            }
-            order.push(dir);
-        }
-        for dir in order.iter().rev() {
+        for dir in directories_under(top).iter().rev() {
             let mut removed = false;
             for _ in 0..50 {
                 if fs::remove_dir(dir).is_ok() || !dir.exists() {
@@ -1314,16 +1311,8 @@ pub fn down_kubernetes(name: &str, kubernetes: Option<&KubernetesLab>) -> Vec<St
             }
         }
         for mountpoint in &k.created_mountpoints {
-            // Only if empty: remove_dir refuses anything else.
-            let mut stack = vec![mountpoint.clone()];
-            let mut order = Vec::new();
-            while let Some(dir) = stack.pop() {
-                if let Ok(entries) = fs::read_dir(&dir) {
-                    stack.extend(entries.flatten().map(|e| e.path()));
-                }
-                order.push(dir);
-            }
-            for dir in order.iter().rev() {
+            // Empty directories only: remove_dir refuses anything else.
+            for dir in directories_under(mountpoint.clone()).iter().rev() {
                 let _ = fs::remove_dir(dir);
             }
             if mountpoint.exists() {
