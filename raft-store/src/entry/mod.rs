@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::layout::AddressLayout;
 
 pub mod ipam;
+pub mod kubernetes;
 pub mod policy;
 pub mod validate;
 
@@ -53,6 +54,7 @@ pub use ipam::{
     AllocationRequest, ContainerInterface, MAX_CONTAINER_ID_BYTES, MAX_GC_VALID_ENTRIES,
     MAX_IFNAME_BYTES,
 };
+pub use kubernetes::{Labels, PodMirror, PodPort, PortProtocol};
 pub use policy::Policy;
 pub use validate::{validate_label, validate_node_address, validate_node_name};
 
@@ -174,6 +176,25 @@ pub enum Command {
     DeletePolicy {
         name: String,
     },
+    /// A Kubernetes namespace and its labels (replacing what was recorded),
+    /// mirrored by the leader's Kubernetes controller.
+    MirrorNamespace {
+        name: String,
+        labels: Labels,
+    },
+    /// A Kubernetes namespace is gone (idempotent).
+    ForgetNamespace {
+        name: String,
+    },
+    /// A pod on the pod network: its labels and container ports (replacing
+    /// what was recorded for the same namespace/name).
+    MirrorPod(PodMirror),
+    /// A pod is gone (idempotent). Its address goes with its CNI DEL, or
+    /// with the controller's garbage collection.
+    ForgetPod {
+        namespace: String,
+        name: String,
+    },
 }
 
 impl ClusterRequest {
@@ -232,6 +253,32 @@ impl fmt::Display for Command {
                 write!(f, "apply-policies {}", names.join(","))
             }
             Command::DeletePolicy { name } => write!(f, "delete-policy {name}"),
+            Command::MirrorNamespace { name, labels } => write!(
+                f,
+                "mirror-namespace {name} labels={}",
+                kubernetes::render_labels(labels)
+            ),
+            Command::ForgetNamespace { name } => write!(f, "forget-namespace {name}"),
+            Command::MirrorPod(pod) => {
+                let ports: Vec<String> = pod
+                    .ports
+                    .iter()
+                    .map(|p| match &p.name {
+                        Some(name) => format!("{name}:{}/{}", p.port, p.protocol),
+                        None => format!("{}/{}", p.port, p.protocol),
+                    })
+                    .collect();
+                write!(
+                    f,
+                    "mirror-pod {}/{} on {} labels={} ports=[{}]",
+                    pod.namespace,
+                    pod.name,
+                    pod.node.as_deref().unwrap_or("(unscheduled)"),
+                    kubernetes::render_labels(&pod.labels),
+                    ports.join(",")
+                )
+            }
+            Command::ForgetPod { namespace, name } => write!(f, "forget-pod {namespace}/{name}"),
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - [`topology`]: the cluster, hosts, tenants and segments.
 //! - [`ipam`]: address allocations: allocate, release, garbage-collect.
 //! - [`policy`]: the network policies in force.
+//! - [`kubernetes`]: the mirrored Kubernetes view (namespaces and pods with
+//!   their labels and ports).
 //! - [`invariants`]: what must hold after every apply
 //!   ([`ClusterState::check_invariants`]).
 //!
@@ -53,6 +55,7 @@ use crate::entry::{
 
 pub mod invariants;
 pub mod ipam;
+pub mod kubernetes;
 pub mod ledger;
 pub mod outcome;
 pub mod policy;
@@ -62,6 +65,7 @@ pub mod topology;
 mod tests;
 
 pub use ipam::{Allocation, BlockId};
+pub use kubernetes::{KubernetesView, NamespaceRecord, PodRecord};
 pub use ledger::{chain, NoteRecord, RequestLedger, MAX_REMEMBERED_REQUESTS, MAX_RETAINED_NOTES};
 pub use outcome::{AppliedRequest, Effect, Outcome, Rejection, Response};
 pub use policy::PolicyRecord;
@@ -101,6 +105,10 @@ pub struct ClusterState {
     pub audit_head: String,
     /// Requests in the chain.
     pub audit_count: u64,
+    /// Namespaces and pods mirrored from Kubernetes (empty outside it).
+    /// Added in snapshot format 2: the last field, so a format-1 snapshot is
+    /// this state without it.
+    pub kubernetes: KubernetesView,
 }
 
 impl ClusterState {
@@ -168,15 +176,32 @@ impl ClusterState {
             } => self.garbage_collect(host, network.as_deref(), valid),
             Command::ApplyPolicies { policies } => self.apply_policies(policies, index, meta),
             Command::DeletePolicy { name } => self.delete_policy(name),
+            Command::MirrorNamespace { name, labels } => {
+                self.mirror_namespace(name, labels, index, meta)
+            }
+            Command::ForgetNamespace { name } => self.forget_namespace(name),
+            Command::MirrorPod(pod) => self.mirror_pod(pod, index, meta),
+            Command::ForgetPod { namespace, name } => self.forget_pod(namespace, name),
         }
     }
 
     /// A stable content hash: SHA-256 of the bincode encoding, hex. The state
     /// holds only ordered collections and fixed-width integers, so the same
     /// state encodes to the same bytes on every machine and build.
+    ///
+    /// An empty Kubernetes view is left out of the hash, so a history with
+    /// no Kubernetes objects hashes as it did before the view existed (a
+    /// rolling upgrade compares equal hashes across both releases).
     pub fn content_hash(&self) -> String {
-        let bytes = bincode::serialize(self).expect("ClusterState is always serialisable");
-        hex::encode(Sha256::digest(&bytes))
+        let mut hasher = Sha256::new();
+        let core = StateV1Ref::of(self);
+        hasher.update(bincode::serialize(&core).expect("ClusterState is always serialisable"));
+        if !self.kubernetes.is_empty() {
+            hasher.update(
+                bincode::serialize(&self.kubernetes).expect("the view is always serialisable"),
+            );
+        }
+        hex::encode(hasher.finalize())
     }
 }
 
@@ -196,4 +221,79 @@ fn validate_meta(request: &ClusterRequest) -> Result<(), Rejection> {
         ));
     }
     Ok(())
+}
+
+/// The fields of [`ClusterState`] as snapshot format 1 had them, borrowed:
+/// its encoding is format 1's.
+#[derive(Serialize)]
+struct StateV1Ref<'a> {
+    cluster: &'a Option<ClusterInfo>,
+    nodes: &'a BTreeMap<String, NodeRecord>,
+    tenants: &'a BTreeMap<String, TenantRecord>,
+    allocations: &'a BTreeMap<Ipv4Addr, Allocation>,
+    owners: &'a BTreeMap<ContainerInterface, Ipv4Addr>,
+    cursors: &'a BTreeMap<BlockId, u32>,
+    policies: &'a BTreeMap<String, PolicyRecord>,
+    notes_total: u64,
+    recent_notes: &'a VecDeque<NoteRecord>,
+    requests: &'a RequestLedger,
+    audit_head: &'a str,
+    audit_count: u64,
+}
+
+impl<'a> StateV1Ref<'a> {
+    fn of(state: &'a ClusterState) -> Self {
+        Self {
+            cluster: &state.cluster,
+            nodes: &state.nodes,
+            tenants: &state.tenants,
+            allocations: &state.allocations,
+            owners: &state.owners,
+            cursors: &state.cursors,
+            policies: &state.policies,
+            notes_total: state.notes_total,
+            recent_notes: &state.recent_notes,
+            requests: &state.requests,
+            audit_head: &state.audit_head,
+            audit_count: state.audit_count,
+        }
+    }
+}
+
+/// [`ClusterState`] as snapshot format 1 stored it (before the Kubernetes
+/// view), for reading old snapshots.
+#[derive(Deserialize)]
+pub struct StateV1 {
+    cluster: Option<ClusterInfo>,
+    nodes: BTreeMap<String, NodeRecord>,
+    tenants: BTreeMap<String, TenantRecord>,
+    allocations: BTreeMap<Ipv4Addr, Allocation>,
+    owners: BTreeMap<ContainerInterface, Ipv4Addr>,
+    cursors: BTreeMap<BlockId, u32>,
+    policies: BTreeMap<String, PolicyRecord>,
+    notes_total: u64,
+    recent_notes: VecDeque<NoteRecord>,
+    requests: RequestLedger,
+    audit_head: String,
+    audit_count: u64,
+}
+
+impl From<StateV1> for ClusterState {
+    fn from(v1: StateV1) -> Self {
+        ClusterState {
+            cluster: v1.cluster,
+            nodes: v1.nodes,
+            tenants: v1.tenants,
+            allocations: v1.allocations,
+            owners: v1.owners,
+            cursors: v1.cursors,
+            policies: v1.policies,
+            notes_total: v1.notes_total,
+            recent_notes: v1.recent_notes,
+            requests: v1.requests,
+            audit_head: v1.audit_head,
+            audit_count: v1.audit_count,
+            kubernetes: KubernetesView::default(),
+        }
+    }
 }

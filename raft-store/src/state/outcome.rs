@@ -84,6 +84,16 @@ pub enum Effect {
         replaced: usize,
     },
     PolicyDeleted,
+    /// A mirrored Kubernetes object was recorded (`changed`: it differed
+    /// from what was recorded before).
+    Mirrored {
+        changed: bool,
+    },
+    /// A mirrored Kubernetes object was forgotten (`existed`: it was
+    /// recorded).
+    Forgotten {
+        existed: bool,
+    },
 }
 
 /// Why a request was refused. Rejections are outcomes like any other: every
@@ -292,6 +302,10 @@ impl fmt::Display for Effect {
                 write!(f, "applied {} ({replaced} replaced)", names.join(", "))
             }
             Effect::PolicyDeleted => write!(f, "policy deleted"),
+            Effect::Mirrored { changed: true } => write!(f, "recorded"),
+            Effect::Mirrored { changed: false } => write!(f, "unchanged"),
+            Effect::Forgotten { existed: true } => write!(f, "forgotten"),
+            Effect::Forgotten { existed: false } => write!(f, "was not recorded"),
         }
     }
 }

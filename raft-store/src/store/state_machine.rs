@@ -128,13 +128,28 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-/// Format of the snapshot body; bumped if [`ClusterState`]'s encoding changes.
-const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+/// Format of the snapshot body; bumped if [`ClusterState`]'s encoding
+/// changes. 2: the state gained its Kubernetes view (the last field).
+const SNAPSHOT_FORMAT_VERSION: u16 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     format_version: u16,
     state: ClusterState,
+}
+
+/// The format number alone: the first field of every body.
+#[derive(Deserialize)]
+struct SnapshotFormat {
+    format_version: u16,
+}
+
+/// A format-1 body (written by releases before the Kubernetes view).
+#[derive(Deserialize)]
+struct SnapshotBodyV1 {
+    #[allow(dead_code)]
+    format_version: u16,
+    state: crate::state::StateV1,
 }
 
 /// Makes snapshot ids unique within a process (with term and index, globally).
@@ -233,23 +248,27 @@ impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
         meta: &SnapshotMeta<NodeId, NodeInfo>,
         data: &[u8],
     ) -> Result<(), StorageError<NodeId>> {
-        let body: SnapshotBody = decode(data, ErrorSubject::Snapshot(Some(meta.signature())))?;
-        if body.format_version != SNAPSHOT_FORMAT_VERSION {
-            return Err(StorageError::IO {
-                source: openraft::StorageIOError::read_snapshot(
-                    Some(meta.signature()),
-                    &std::io::Error::other(format!(
-                        "snapshot format {} is not the supported {SNAPSHOT_FORMAT_VERSION}",
-                        body.format_version
-                    )),
-                ),
-            });
-        }
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        let format: SnapshotFormat = decode(data, subject())?;
+        let state = match format.format_version {
+            SNAPSHOT_FORMAT_VERSION => decode::<SnapshotBody>(data, subject())?.state,
+            1 => ClusterState::from(decode::<SnapshotBodyV1>(data, subject())?.state),
+            other => {
+                return Err(StorageError::IO {
+                    source: openraft::StorageIOError::read_snapshot(
+                        Some(meta.signature()),
+                        &std::io::Error::other(format!(
+                            "snapshot format {other} is not supported (1 to {SNAPSHOT_FORMAT_VERSION})"
+                        )),
+                    ),
+                });
+            }
+        };
         let index = {
             let mut projection = self.shared.write();
             projection.last_applied = meta.last_log_id;
             projection.last_membership = meta.last_membership.clone();
-            projection.state = body.state;
+            projection.state = state;
             projection.applied_index()
         };
         self.shared.publish(index);
