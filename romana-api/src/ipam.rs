@@ -68,8 +68,12 @@ pub struct AllocateBody {
     /// Defaults to the node answering (what the CNI plugin wants).
     #[serde(default)]
     pub host: Option<String>,
-    pub tenant: String,
-    /// Defaults to `default`.
+    /// Absent: a node run with `--kubernetes` resolves it from the pod's
+    /// labels (`pod_namespace` and `pod_name` are then required).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Defaults to `default` (with a Kubernetes pod: its label
+    /// `romana.io/segment`, else `default`).
     #[serde(default)]
     pub segment: Option<String>,
     pub container_id: String,

@@ -47,6 +47,9 @@ pub struct NetConf {
     pub segment: Option<String>,
     pub tenant_from_namespace: bool,
     pub auto_create_tenants: bool,
+    /// Kubernetes mode (the conflist a `--kubernetes` node writes): a pod's
+    /// tenant and segment are resolved by the node from its labels.
+    pub kubernetes: bool,
     pub mtu: Option<u32>,
     pub log_file: PathBuf,
     pub log_level: LogLevel,
@@ -200,6 +203,7 @@ impl NetConf {
             segment,
             tenant_from_namespace: bool_key(&config, "tenant_from_namespace")?,
             auto_create_tenants: bool_key(&config, "auto_create_tenants")?,
+            kubernetes: bool_key(&config, "kubernetes")?,
             mtu,
             log_file: PathBuf::from(
                 string_key(&config, "log_file")?.unwrap_or_else(|| DEFAULT_LOG_FILE.into()),
@@ -366,25 +370,36 @@ impl CniArgs {
 /// Where a tenant or segment name came from (logged with the choice).
 pub type Source = &'static str;
 
+/// Whether the node resolves this pod's tenant and segment: Kubernetes
+/// mode, with the pod named in `CNI_ARGS`.
+fn node_resolves(config: &NetConf, args: &CniArgs) -> bool {
+    config.kubernetes && args.get("K8S_POD_NAMESPACE").is_some() && args.get("K8S_POD_NAME").is_some()
+}
+
 /// The tenant of a pod, in this order:
 /// 1. `CNI_ARGS` `ROMANA_TENANT` (an explicit per-pod choice wins);
-/// 2. (the pod's `romana.io/tenant` label, once the Kubernetes API lookup
-///    exists: it goes here, between an explicit argument and the defaults);
+/// 2. in Kubernetes mode (`"kubernetes": true`), `None`: the node resolves
+///    the pod's `romana.io/tenant` label (else its namespace's, else the
+///    cluster's default) from `K8S_POD_NAMESPACE`/`K8S_POD_NAME`; the
+///    plugin holds no Kubernetes credentials;
 /// 3. `K8S_POD_NAMESPACE`, if `tenant_from_namespace`;
 /// 4. the network config's `tenant`.
 ///
 /// None of them: error 7.
-pub fn resolve_tenant(config: &NetConf, args: &CniArgs) -> Result<(String, Source)> {
+pub fn resolve_tenant(config: &NetConf, args: &CniArgs) -> Result<(Option<String>, Source)> {
     if let Some(tenant) = args.get("ROMANA_TENANT") {
-        return Ok((tenant.to_string(), "CNI_ARGS ROMANA_TENANT"));
+        return Ok((Some(tenant.to_string()), "CNI_ARGS ROMANA_TENANT"));
+    }
+    if node_resolves(config, args) {
+        return Ok((None, "the pod's labels, resolved by the node"));
     }
     if config.tenant_from_namespace {
         if let Some(namespace) = args.get("K8S_POD_NAMESPACE") {
-            return Ok((namespace.to_string(), "K8S_POD_NAMESPACE"));
+            return Ok((Some(namespace.to_string()), "K8S_POD_NAMESPACE"));
         }
     }
     if let Some(tenant) = &config.tenant {
-        return Ok((tenant.clone(), "network config"));
+        return Ok((Some(tenant.clone()), "network config"));
     }
     Err(invalid(
         "tenant",
@@ -392,15 +407,19 @@ pub fn resolve_tenant(config: &NetConf, args: &CniArgs) -> Result<(String, Sourc
     ))
 }
 
-/// The segment: `CNI_ARGS` `ROMANA_SEGMENT`, else the network config's
-/// `segment`, else `default`.
-pub fn resolve_segment(config: &NetConf, args: &CniArgs) -> (String, Source) {
+/// The segment: `CNI_ARGS` `ROMANA_SEGMENT`, else (Kubernetes mode) `None`
+/// for the node to resolve from the pod's `romana.io/segment` label, else
+/// the network config's `segment`, else `default`.
+pub fn resolve_segment(config: &NetConf, args: &CniArgs) -> (Option<String>, Source) {
     if let Some(segment) = args.get("ROMANA_SEGMENT") {
-        return (segment.to_string(), "CNI_ARGS ROMANA_SEGMENT");
+        return (Some(segment.to_string()), "CNI_ARGS ROMANA_SEGMENT");
+    }
+    if node_resolves(config, args) {
+        return (None, "the pod's labels, resolved by the node");
     }
     match &config.segment {
-        Some(segment) => (segment.clone(), "network config"),
-        None => (DEFAULT_SEGMENT.to_string(), "default"),
+        Some(segment) => (Some(segment.clone()), "network config"),
+        None => (Some(DEFAULT_SEGMENT.to_string()), "default"),
     }
 }
 

@@ -234,7 +234,7 @@ fn allocate(
     config: &NetConf,
     client: &NodeClient,
     body: &Value,
-    tenant: &str,
+    tenant: Option<&str>,
     log: &Log,
 ) -> Result<Value> {
     let answer = post_allocation(client, body, log)?;
@@ -242,9 +242,11 @@ fn allocate(
         return Ok(answer.body);
     }
     let unknown_tenant = answer.code() == ErrorCode::UnknownTenant;
-    if !(unknown_tenant && config.auto_create_tenants) {
+    // A tenant the node resolves (from Kubernetes labels) is never created
+    // here: tenants are configured.
+    let Some(tenant) = tenant.filter(|_| unknown_tenant && config.auto_create_tenants) else {
         return Err(answer.into_error("allocate an address"));
-    }
+    };
     log.info(&format!("creating tenant {tenant} (auto_create_tenants)"));
     let created = client.post(
         PATH_TENANTS,
@@ -292,7 +294,9 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
     let (tenant, tenant_source) = resolve_tenant(config, &args)?;
     let (segment, segment_source) = resolve_segment(config, &args);
     log.debug(&format!(
-        "tenant {tenant} ({tenant_source}), segment {segment} ({segment_source})"
+        "tenant {} ({tenant_source}), segment {} ({segment_source})",
+        tenant.as_deref().unwrap_or("(the node's choice)"),
+        segment.as_deref().unwrap_or("(the node's choice)")
     ));
     let client = NodeClient::new(config.node.clone())?;
     let host_veth = host_veth_name(container_id, ifname);
@@ -307,7 +311,7 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
     let body = to_json(&AllocateBody {
         host: None,
         tenant: tenant.clone(),
-        segment: Some(segment.clone()),
+        segment: segment.clone(),
         container_id: container_id.to_string(),
         ifname: ifname.to_string(),
         pod_namespace: args.get("K8S_POD_NAMESPACE").map(str::to_string),
@@ -317,7 +321,7 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
         // node could not confirm the outcome) replay the committed answer.
         request_id: Some(invocation_request_id(container_id, ifname)),
     });
-    let answer = allocate(config, &client, &body, &tenant, log)?;
+    let answer = allocate(config, &client, &body, tenant.as_deref(), log)?;
     // From here on the node holds an address for this container/interface:
     // any failure, reading the answer included, releases it.
     let mut rollback = AddRollback {
@@ -392,7 +396,8 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
     rollback.armed = false;
 
     log.info(&format!(
-        "{address} via {gateway}, host side {host_veth}, tenant {tenant}, segment {segment}"
+        "{address} via {gateway}, host side {host_veth}, tenant {}, segment {}",
+        allocation.tenant, allocation.segment
     ));
     let mut host_interface = json!({ "name": host_veth });
     if let Some(mac) = &host_link.mac {

@@ -121,7 +121,46 @@ pub struct RunArgs {
     /// changed [default: 10000].
     #[arg(long)]
     pub reconcile_interval_ms: Option<u64>,
+    /// Run in Kubernetes: bootstrap through the API (one cluster however
+    /// many nodes start at once), resolve pods' tenants from their labels,
+    /// mirror the cluster's objects while leading, write the CNI conflist
+    /// once ready. Uses the in-cluster service account (or KUBECONFIG).
+    #[arg(long)]
+    #[serde(default)]
+    pub kubernetes: bool,
+    /// Tenants created when the cluster starts (repeatable; Kubernetes
+    /// mode).
+    #[arg(long = "tenant")]
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Tenant of pods whose pod and namespace carry no `romana.io/tenant`
+    /// label; created with the others [default: default].
+    #[arg(long)]
+    pub default_tenant: Option<String>,
+    /// Namespace of Romana's own objects (the bootstrap Secret)
+    /// [default: $POD_NAMESPACE, else kube-system].
+    #[arg(long)]
+    pub kubernetes_namespace: Option<String>,
+    /// Where the node writes its CNI conflist once it serves ADDs
+    /// [default: /etc/cni/net.d].
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
 }
+
+/// Settings of Kubernetes mode.
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    pub namespace: String,
+    /// The Secret holding the cluster secret: the bootstrap lock.
+    pub secret_name: String,
+    pub tenants: Vec<String>,
+    pub default_tenant: String,
+    pub cni_conf_dir: PathBuf,
+}
+
+pub const DEFAULT_TENANT: &str = "default";
+pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
+pub const CLUSTER_SECRET_NAME: &str = "romana-cluster";
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -159,6 +198,8 @@ pub struct NodeConfig {
     pub allow_host_to_pods: bool,
     pub audit_retention_days: u64,
     pub reconcile_interval_ms: u64,
+    /// Kubernetes mode, if on.
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 impl RunArgs {
@@ -276,7 +317,47 @@ impl RunArgs {
                 "--write-timeout-ms must be at least 100".into(),
             ));
         }
+        let kubernetes = if self.kubernetes || file.kubernetes {
+            let mut tenants = if self.tenants.is_empty() {
+                file.tenants
+            } else {
+                self.tenants
+            };
+            let default_tenant = self
+                .default_tenant
+                .or(file.default_tenant)
+                .unwrap_or_else(|| DEFAULT_TENANT.to_string());
+            if !tenants.contains(&default_tenant) {
+                tenants.push(default_tenant.clone());
+            }
+            for tenant in &tenants {
+                raft_store::entry::validate_label("tenant", tenant)
+                    .map_err(|e| Error::Config(format!("tenants: {e}")))?;
+            }
+            let namespace = match self.kubernetes_namespace.or(file.kubernetes_namespace) {
+                Some(namespace) => namespace,
+                None => std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "kube-system".to_string()),
+            };
+            raft_store::entry::kubernetes::validate_namespace_name(&namespace)
+                .map_err(|e| Error::Config(format!("--kubernetes-namespace: {e}")))?;
+            Some(KubernetesConfig {
+                namespace,
+                secret_name: CLUSTER_SECRET_NAME.to_string(),
+                tenants,
+                default_tenant,
+                cni_conf_dir: self
+                    .cni_conf_dir
+                    .or(file.cni_conf_dir)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_CNI_CONF_DIR)),
+            })
+        } else {
+            None
+        };
         Ok(NodeConfig {
+            kubernetes,
             name,
             data_dir: self
                 .data_dir

@@ -4,8 +4,9 @@
 //! membership controller, audit retention and the dataplane's reconciler,
 //! and shuts all of them down when `shutdown` completes.
 //!
-//! The Kubernetes controller (leader only) is started here too, once it
-//! exists, as one more task beside the membership controller.
+//! With `--kubernetes`: the bootstrap lock decides how an empty node
+//! starts, and the Kubernetes controller (leader only) and the conflist
+//! writer run beside the membership controller.
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -19,7 +20,7 @@ use crate::config::NodeConfig;
 use crate::dataplane::kernel::{enable_forwarding, Kernel};
 use crate::dataplane::reconciler::{self, Settings};
 use crate::error::{Context, Error};
-use crate::{api, node};
+use crate::{api, kubernetes, node};
 
 /// Runs a node until `shutdown` completes.
 pub async fn run(
@@ -33,11 +34,20 @@ pub async fn run(
         .await
         .context(format!("cannot listen on {}", config.listen))?;
     let unix = bind_unix_socket(&config.api_socket).await?;
-    let (node, mode) = node::open(config).await?;
+    let kubernetes = match &config.kubernetes {
+        Some(settings) => Some(kubernetes::Context::connect(settings.clone()).await?),
+        None => None,
+    };
+    let on_empty_store = kubernetes.clone().map(|context| -> node::OnEmptyStore {
+        Box::new(move |config, node_id| {
+            Box::pin(async move { kubernetes::bootstrap::decide(&context, &config, node_id).await })
+        })
+    });
+    let (node, mode) = node::open(config, on_empty_store).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let tcp_router = api::tcp_router(node.clone());
-    let unix_router = api::unix_router(node.clone());
+    let tcp_router = api::tcp_router(node.clone(), kubernetes.clone());
+    let unix_router = api::unix_router(node.clone(), kubernetes.clone());
     let tcp_server = tokio::spawn(serve(tcp, tcp_router, stop_rx.clone()));
     let unix_server = tokio::spawn(serve(unix, unix_router, stop_rx.clone()));
 
@@ -63,6 +73,20 @@ pub async fn run(
         ))
     });
 
+    let kubernetes_tasks = kubernetes.map(|context| {
+        let conflist = tokio::spawn(kubernetes::cni::write_when_ready(
+            node.clone(),
+            context.settings.cni_conf_dir.clone(),
+            stop_rx.clone(),
+        ));
+        let controller = tokio::spawn(kubernetes::controller::run(
+            node.clone(),
+            context,
+            stop_rx.clone(),
+        ));
+        (conflist, controller)
+    });
+
     let result = match started {
         Ok(()) => {
             tokio::spawn(async move {
@@ -80,6 +104,10 @@ pub async fn run(
     };
     tracing::info!("shutting down");
     let _ = controller.await;
+    if let Some((conflist, controller)) = kubernetes_tasks {
+        let _ = conflist.await;
+        let _ = controller.await;
+    }
     if let Some(reconciler) = reconciler {
         let _ = reconciler.await;
     }

@@ -72,6 +72,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod error;
 pub mod http_client;
+pub mod kubernetes;
 pub mod node;
 pub mod policy;
 

@@ -278,6 +278,7 @@ pub fn allocation_view(
 async fn allocate(
     State(node): State<Node>,
     Extension(listener): Extension<Listener>,
+    Extension(kubernetes): Extension<super::Kubernetes>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<AllocationView>, ApiError> {
@@ -299,12 +300,18 @@ async fn allocate(
             "this host's isolation rules are not in place yet; try again shortly".into(),
         ));
     }
+    let (tenant, segment) = match body.tenant {
+        Some(tenant) => (
+            tenant,
+            body.segment
+                .unwrap_or_else(|| DEFAULT_SEGMENT_NAME.to_string()),
+        ),
+        None => pod_tenant(&node, kubernetes.0.as_ref(), &body.pod_namespace, &body.pod_name).await?,
+    };
     let request = AllocationRequest {
         host,
-        tenant: body.tenant,
-        segment: body
-            .segment
-            .unwrap_or_else(|| DEFAULT_SEGMENT_NAME.to_string()),
+        tenant,
+        segment,
         owner,
         pod_namespace: body.pod_namespace,
         pod_name: body.pod_name,
@@ -336,6 +343,59 @@ async fn allocate(
     let mut view = allocation_view(&layout, address, allocation);
     view.newly_allocated = !existing;
     Ok(Json(view))
+}
+
+/// The tenant and segment of a Kubernetes pod, from its labels (or its
+/// namespace's, or the default tenant); a missing segment of a known tenant
+/// is created (segments are named by pods' labels, tenants are configured).
+async fn pod_tenant(
+    node: &Node,
+    kubernetes: Option<&crate::kubernetes::Context>,
+    namespace: &Option<String>,
+    name: &Option<String>,
+) -> Result<(String, String), ApiError> {
+    let (Some(kubernetes), Some(namespace), Some(name)) = (kubernetes, namespace, name) else {
+        return Err(ApiError::BadRequest(
+            "tenant is missing: give a tenant, or (on a node run with --kubernetes) the pod's namespace and name".into(),
+        ));
+    };
+    let found = kubernetes.resolve_pod(&node.shared, namespace, name).await?;
+    let (tenant_known, segment_known) = {
+        let projection = node.shared.read();
+        match projection.state.tenants.get(&found.tenant) {
+            Some(record) => (true, record.segments.contains_key(&found.segment)),
+            None => (false, false),
+        }
+    };
+    if !tenant_known {
+        return Err(ApiError::NotFound(format!(
+            "pod {namespace}/{name}: tenant {:?} (from {}) is not configured; add it to the tenants of the romana-config ConfigMap or create it with `romanactl tenant create {}`",
+            found.tenant, found.tenant_source, found.tenant
+        )));
+    }
+    if !segment_known {
+        let created = node
+            .propose(
+                Command::CreateSegment {
+                    tenant: found.tenant.clone(),
+                    name: found.segment.clone(),
+                },
+                format!("node:{}", node.config.name),
+                Some(format!("k8s-segment-{}-{}", found.tenant, found.segment)),
+            )
+            .await?;
+        match created.outcome {
+            Outcome::Applied(_) | Outcome::Rejected(Rejection::SegmentExists { .. }) => {}
+            Outcome::Rejected(reason) => {
+                return Err(ApiError::BadRequest(format!(
+                    "pod {namespace}/{name}: segment {:?} of tenant {:?} (label romana.io/segment): {reason}",
+                    found.segment, found.tenant
+                )))
+            }
+        }
+    }
+    tracing::debug!(pod = %format!("{namespace}/{name}"), tenant = %found.tenant, source = %found.tenant_source, segment = %found.segment, "resolved a pod's tenant");
+    Ok((found.tenant, found.segment))
 }
 
 async fn release(

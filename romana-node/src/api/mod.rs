@@ -48,17 +48,25 @@ pub(crate) enum Listener {
 }
 
 /// The router for the unix socket: the operator API.
-pub fn unix_router(node: Node) -> Router {
-    api_routes(node).layer(Extension(Listener::Unix))
+pub fn unix_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) -> Router {
+    api_routes(node)
+        .layer(Extension(Listener::Unix))
+        .layer(Extension(Kubernetes(kubernetes)))
 }
+
+/// Kubernetes mode's context for the handlers (resolving a pod's tenant on
+/// ADD), `None` outside Kubernetes.
+#[derive(Clone)]
+pub struct Kubernetes(pub Option<crate::kubernetes::Context>);
 
 /// The router for TCP: the operator API and the Raft routes, all behind the
 /// cluster secret.
-pub fn tcp_router(node: Node) -> Router {
+pub fn tcp_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) -> Router {
     let secret = node.secret.clone();
     let raft = raft_routes(node.raft.clone(), secret.clone(), node.node_id);
     api_routes(node)
         .layer(Extension(Listener::Tcp))
+        .layer(Extension(Kubernetes(kubernetes)))
         .route_layer(middleware::from_fn_with_state(secret, require_secret))
         .merge(raft)
 }

@@ -443,7 +443,7 @@ async fn ipam_command(
         } => {
             let body = AllocateBody {
                 host,
-                tenant,
+                tenant: Some(tenant),
                 segment,
                 container_id,
                 ifname,

@@ -131,16 +131,41 @@ impl Node {
 pub enum StartMode {
     /// The store holds a log: carry on from it; never initialise again.
     Resume,
-    /// Empty store, `--join` given.
+    /// Empty store, `--join` given (or, in Kubernetes, another node holds
+    /// the bootstrap lock).
     Join,
-    /// Empty store, no `--join`: a new single-node cluster.
+    /// Empty store, no `--join` (or, in Kubernetes, this node won the
+    /// bootstrap lock): a new single-node cluster.
     Initialise,
 }
+
+/// What a node with an empty store does, when something other than
+/// `--join` decides it (in Kubernetes, the bootstrap lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmptyStore {
+    /// Create the cluster.
+    Initialise,
+    /// Join through these members (`IP:PORT`).
+    Join(Vec<String>),
+}
+
+/// Decides [`EmptyStore`] from the node's configuration and its (already
+/// persisted) node id.
+pub type OnEmptyStore = Box<
+    dyn FnOnce(
+            NodeConfig,
+            NodeId,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<EmptyStore, Error>> + Send>>
+        + Send,
+>;
 
 /// Opens the node's store in its data dir and starts its Raft replica (not
 /// yet serving, not yet part of a cluster if new): how this start relates to
 /// the cluster is decided from what the store holds.
-pub async fn open(config: NodeConfig) -> Result<(Node, StartMode), Error> {
+pub async fn open(
+    mut config: NodeConfig,
+    on_empty_store: Option<OnEmptyStore>,
+) -> Result<(Node, StartMode), Error> {
     let backend = SledBackend::open(&config.data_dir.join("raft"))
         .map_err(|e| Error::Storage(e.to_string()))?;
     let node_id = load_or_create_node_id(&backend)?;
@@ -161,6 +186,15 @@ pub async fn open(config: NodeConfig) -> Result<(Node, StartMode), Error> {
         .is_some();
     let mode = if has_log || has_snapshot {
         StartMode::Resume
+    } else if let Some(decide) = on_empty_store {
+        // The node id is persisted above: a bootstrap lock may name it.
+        match decide(config.clone(), node_id).await? {
+            EmptyStore::Initialise => StartMode::Initialise,
+            EmptyStore::Join(members) => {
+                config.join = members;
+                StartMode::Join
+            }
+        }
     } else if !config.join.is_empty() {
         StartMode::Join
     } else {

@@ -7,6 +7,9 @@
 //! 1. replies to allowed traffic (conntrack RELATED,ESTABLISHED): accept;
 //! 2. traffic with no pod on either side: not ours (return);
 //! 3. every policy's allow rules, by policy name: accept;
+//!    shared services (in Kubernetes: the cluster DNS pods and pods labelled
+//!    `romana.io/shared: "true"`) on their declared ports, from every
+//!    tenant: accept;
 //! 4. pods isolated by a Kubernetes policy (ingress: as destination,
 //!    egress: as source): drop;
 //! 5. within a tenant: accept (one rule per tenant, a mask match);
@@ -14,7 +17,8 @@
 //! 7. everything else (pods and the outside world): accept.
 //!
 //! Sizes depend on tenants, policies and hosts (a `host` peer is one rule
-//! per host), never on pods.
+//! per host), never on pods, except for the few shared-service pods (one
+//! rule per declared port of each).
 
 use std::net::Ipv4Addr;
 
@@ -247,6 +251,7 @@ pub fn compile(state: &ClusterState) -> Option<Vec<MatchRule>> {
             }
         }
     }
+    rules.extend(shared_services(state));
     rules.extend(isolation);
 
     let mask = layout.tenant_mask(false);
@@ -277,6 +282,75 @@ pub fn compile(state: &ClusterState) -> Option<Vec<MatchRule>> {
         "pod traffic to or from outside the cluster".into(),
     ));
     Some(rules)
+}
+
+/// The label that marks a pod as a service every tenant may reach.
+pub const SHARED_LABEL: &str = "romana.io/shared";
+
+/// Whether a mirrored pod is a shared service: labelled
+/// `romana.io/shared: "true"`, or a cluster DNS pod (`k8s-app: kube-dns` in
+/// `kube-system`, as CoreDNS and kube-dns label theirs).
+pub fn is_shared_service(pod: &raft_store::state::PodRecord) -> bool {
+    pod.labels.get(SHARED_LABEL).map(String::as_str) == Some("true")
+        || (pod.namespace == "kube-system"
+            && pod.labels.get("k8s-app").map(String::as_str) == Some("kube-dns"))
+}
+
+/// Accept rules to every shared-service pod's address on its declared TCP
+/// and UDP ports (every port if it declares none), from any source.
+fn shared_services(state: &ClusterState) -> Vec<MatchRule> {
+    use raft_store::entry::PortProtocol;
+    use std::collections::HashMap;
+    let shared: Vec<&raft_store::state::PodRecord> = state
+        .kubernetes
+        .pods
+        .values()
+        .filter(|pod| is_shared_service(pod))
+        .collect();
+    if shared.is_empty() {
+        return Vec::new();
+    }
+    let mut addresses: HashMap<(&str, &str), Vec<Ipv4Addr>> = HashMap::new();
+    for (address, allocation) in &state.allocations {
+        if let (Some(namespace), Some(name)) = (&allocation.pod_namespace, &allocation.pod_name) {
+            addresses
+                .entry((namespace.as_str(), name.as_str()))
+                .or_default()
+                .push(*address);
+        }
+    }
+    let mut rules = Vec::new();
+    for pod in shared {
+        let origin = format!("shared service {}/{}", pod.namespace, pod.name);
+        for address in addresses
+            .get(&(pod.namespace.as_str(), pod.name.as_str()))
+            .into_iter()
+            .flatten()
+        {
+            let mut base = MatchRule::new(Verdict::Accept, origin.clone());
+            base.destination = Some(Masked {
+                address: *address,
+                mask: Ipv4Addr::BROADCAST,
+            });
+            if pod.ports.is_empty() {
+                rules.push(base);
+                continue;
+            }
+            for port in &pod.ports {
+                let protocol = match port.protocol {
+                    PortProtocol::Tcp => Protocol::Tcp,
+                    PortProtocol::Udp => Protocol::Udp,
+                    // Not in the rule model yet (the NetworkPolicy issue).
+                    PortProtocol::Sctp => continue,
+                };
+                let mut rule = base.clone();
+                rule.protocol = protocol;
+                rule.ports = vec![(port.port, port.port)];
+                rules.push(rule);
+            }
+        }
+    }
+    rules
 }
 
 impl MatchRule {

@@ -437,7 +437,9 @@ fn parse_document(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     let kind = map.get("kind").and_then(Value::as_str);
     match (api_version, kind) {
-        (Some(K8S_API_VERSION), Some("NetworkPolicy")) => kubernetes(document, path),
+        (Some(K8S_API_VERSION), Some("NetworkPolicy")) => {
+            kubernetes(document, path, &|namespace: &str| namespace.to_string())
+        }
         (Some(TPR_API_VERSION), Some("NetworkPolicy")) => Err(format!(
             "{}: a {TPR_API_VERSION} NetworkPolicy carries no namespace; \
              read it with the namespace given (parse_tpr)",
@@ -466,7 +468,7 @@ fn parse_document(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
                         "{item_path}: list items must be {K8S_API_VERSION} NetworkPolicies"
                     ));
                 }
-                policies.extend(kubernetes(item, &item_path)?);
+                policies.extend(kubernetes(item, &item_path, &|namespace: &str| namespace.to_string())?);
             }
             if policies.is_empty() {
                 return Err(format!("{}: no items", list.field("items")));
@@ -741,7 +743,15 @@ fn namespace_selector(value: &Value, path: &str) -> Result<String, String> {
     }
 }
 
-fn kubernetes_peer(value: &Value, path: &str, namespace: &str) -> Result<Peer, String> {
+/// The tenant of a namespace's pods, for Kubernetes policies.
+pub type TenantOf<'a> = &'a dyn Fn(&str) -> String;
+
+fn kubernetes_peer(
+    value: &Value,
+    path: &str,
+    namespace: &str,
+    tenant_of: TenantOf,
+) -> Result<Peer, String> {
     let peer = Obj::new(
         value,
         path,
@@ -785,8 +795,10 @@ fn kubernetes_peer(value: &Value, path: &str, namespace: &str) -> Result<Peer, S
         }
         (pods, namespaces, None) => {
             let tenant = match namespaces {
-                Some(selector) => namespace_selector(selector, &peer.field("namespaceSelector"))?,
-                None => namespace.to_string(),
+                Some(selector) => {
+                    tenant_of(&namespace_selector(selector, &peer.field("namespaceSelector"))?)
+                }
+                None => tenant_of(namespace),
             };
             let segment = match pods {
                 Some(selector) => pod_selector(selector, &peer.field("podSelector"))?,
@@ -841,7 +853,24 @@ fn kubernetes_rules(ports: &[Value], path: &str) -> Result<Vec<Rule>, String> {
     Ok(rules.into_rules())
 }
 
-fn kubernetes(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
+/// A Kubernetes NetworkPolicy object as the apiserver serves it (JSON),
+/// where `tenant_of` gives the tenant of a namespace's pods (its
+/// `romana.io/tenant` label or the cluster's default).
+pub fn parse_kubernetes_object(
+    object: &serde_json::Value,
+    tenant_of: TenantOf,
+) -> Result<Vec<Policy>, String> {
+    let mut document = serde_yaml::to_value(object).map_err(|e| e.to_string())?;
+    if let Value::Mapping(map) = &mut document {
+        map.insert("apiVersion".into(), K8S_API_VERSION.into());
+        map.insert("kind".into(), "NetworkPolicy".into());
+    }
+    let policies = kubernetes(&document, "", tenant_of)?;
+    check_unique(&policies)?;
+    Ok(policies)
+}
+
+fn kubernetes(document: &Value, path: &str, tenant_of: TenantOf) -> Result<Vec<Policy>, String> {
     let top = Obj::new(
         document,
         path,
@@ -941,7 +970,9 @@ fn kubernetes(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
                 peer_values
                     .iter()
                     .enumerate()
-                    .map(|(j, v)| kubernetes_peer(v, &index(&entry.field(peer_key), j), namespace))
+                    .map(|(j, v)| {
+                        kubernetes_peer(v, &index(&entry.field(peer_key), j), namespace, tenant_of)
+                    })
                     .collect::<Result<_, _>>()?
             };
             let rules = kubernetes_rules(entry.list("ports")?, &entry.field("ports"))?;
@@ -950,7 +981,7 @@ fn kubernetes(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
                 description: format!("Kubernetes NetworkPolicy {namespace}/{name}, {key}[{i}]"),
                 direction,
                 applied_to: vec![Target::Pods {
-                    tenant: namespace.to_string(),
+                    tenant: tenant_of(namespace),
                     segment: segment.clone(),
                 }],
                 peers,

@@ -498,7 +498,7 @@ impl AllocationRound {
         let block = (k % blocks) as usize;
         Some(AllocateBody {
             host: Some(self.hosts[block % self.hosts.len()].clone()),
-            tenant: BENCH_TENANTS[block / self.hosts.len()].to_string(),
+            tenant: Some(BENCH_TENANTS[block / self.hosts.len()].to_string()),
             segment: None,
             container_id: format!("c{}-{client}-{n}", self.round),
             ifname: BENCH_IFNAME.into(),
@@ -833,7 +833,7 @@ impl Cluster {
             .ok_or_else(|| Error::Api("the cluster has no hosts".into()))?;
         let warmup = AllocateBody {
             host: Some(first_host),
-            tenant: BENCH_TENANTS[0].to_string(),
+            tenant: Some(BENCH_TENANTS[0].to_string()),
             segment: None,
             container_id: WARMUP_CONTAINER_ID.into(),
             ifname: BENCH_IFNAME.into(),

@@ -29,7 +29,31 @@ enum DaemonCommand {
     /// Remove everything romana-node installed on this host: the isolation
     /// rules (and FORWARD's DROP policy) and its routes to other hosts.
     /// Pods' own interfaces and routes go with their CNI DEL.
-    Cleanup,
+    Cleanup(CleanupArgs),
+    /// Install CNI plugins atomically (copy, then rename): what the
+    /// Kubernetes DaemonSet's init container runs.
+    InstallCni {
+        /// Directory of the plugins to install.
+        #[arg(long, default_value = "/opt/romana/cni")]
+        from: std::path::PathBuf,
+        /// The runtime's CNI plugin directory.
+        #[arg(long, default_value = "/opt/cni/bin")]
+        to: std::path::PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct CleanupArgs {
+    /// Also remove what the Kubernetes install put on the host: the
+    /// conflist, the plugins `install-cni` created, and the data dir.
+    #[arg(long)]
+    uninstall: bool,
+    #[arg(long, default_value = romana_node::config::DEFAULT_CNI_CONF_DIR)]
+    cni_conf_dir: std::path::PathBuf,
+    #[arg(long, default_value = "/opt/cni/bin")]
+    cni_bin_dir: std::path::PathBuf,
+    #[arg(long, default_value = romana_node::config::DEFAULT_DATA_DIR)]
+    data_dir: std::path::PathBuf,
 }
 
 fn main() {
@@ -46,7 +70,33 @@ fn main() {
                 romana_node::daemon::run(config, shutdown_signal()).await
             }
             DaemonCommand::Bench(args) => bench::run(args).await,
-            DaemonCommand::Cleanup => romana_node::dataplane::kernel::cleanup_host(),
+            DaemonCommand::Cleanup(args) => {
+                romana_node::dataplane::kernel::cleanup_host()?;
+                if args.uninstall {
+                    for path in romana_node::kubernetes::cni::uninstall(
+                        &args.cni_conf_dir,
+                        &args.cni_bin_dir,
+                    )? {
+                        println!("removed {}", path.display());
+                    }
+                    if args.data_dir.exists() {
+                        std::fs::remove_dir_all(&args.data_dir).map_err(|e| {
+                            romana_node::error::Error::Config(format!(
+                                "cannot remove {}: {e}",
+                                args.data_dir.display()
+                            ))
+                        })?;
+                        println!("removed {}", args.data_dir.display());
+                    }
+                }
+                Ok(())
+            }
+            DaemonCommand::InstallCni { from, to } => {
+                for path in romana_node::kubernetes::cni::install_cni(&from, &to)? {
+                    println!("installed {}", path.display());
+                }
+                Ok(())
+            }
         }
     });
     if let Err(e) = result {

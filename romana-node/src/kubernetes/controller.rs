@@ -1,0 +1,576 @@
+//! The Kubernetes controller: runs on the Raft leader only, so the
+//! apiserver carries one set of watches per cluster whatever the number of
+//! nodes, and mirrors what the network needs into the log as ordinary
+//! idempotent requests.
+//!
+//! While this node leads it watches (kube-rs `watcher`, resource versions,
+//! relist on restart) namespaces, pods, nodes, NetworkPolicies and
+//! `RomanaNetworkPolicy` objects into reflector stores, and on every change
+//! (and every [`TICK`]) reconciles, level-triggered, each kind whose store
+//! has completed its initial list:
+//!
+//! - namespaces and pods (not host-network ones): labels, node, container
+//!   ports → `MirrorNamespace` / `MirrorPod`; gone → `ForgetNamespace` /
+//!   `ForgetPod`;
+//! - NetworkPolicies and `RomanaNetworkPolicy` objects → `ApplyPolicies` /
+//!   `DeletePolicy` (the controller owns the policies whose actor starts
+//!   with `kubernetes:`; an object it cannot translate keeps what was in
+//!   force and is reported);
+//! - nodes: a host registered in the log whose Kubernetes Node is gone is
+//!   removed from the membership, its addresses released;
+//! - garbage: an address held for a pod that no longer exists (its host
+//!   was down when it was deleted) is released after [`GC_GRACE`];
+//! - the configured tenants exist; the bootstrap Secret exists.
+//!
+//! A new leader starts from a relist and reconciles against the projection,
+//! so nothing depends on events seen by an earlier leader.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use openraft::ServerState;
+use raft_store::entry::policy::PolicyFormat;
+use raft_store::entry::{Labels, PodMirror, PodPort, Policy, PortProtocol};
+use raft_store::state::{Outcome, Rejection};
+use raft_store::entry::ContainerInterface;
+use raft_store::Command;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use super::{Context, TENANT_LABEL};
+use crate::node::{now_ms, Node};
+use crate::policy::formats;
+
+/// How often the controller reconciles without a change (garbage
+/// collection is time-based).
+pub const TICK: Duration = Duration::from_secs(10);
+/// How long an address held for a pod that does not exist is kept before it
+/// is released: a pod's sandbox is set up after the pod object exists, so
+/// this only covers the mirror's own lag.
+pub const GC_GRACE: Duration = Duration::from_secs(60);
+/// Changes arriving within this window are reconciled together.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Proposals in flight at once (the leader's batcher packs them).
+const CONCURRENT_WRITES: usize = 64;
+/// Actor prefix of everything the controller writes.
+pub const ACTOR_PREFIX: &str = "kubernetes:";
+
+/// The seed's policy object as a custom resource: `romana.io/v1`,
+/// `RomanaNetworkPolicy`, namespace = tenant, the `romana.io/demo/v1`
+/// NetworkPolicy's `spec`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RomanaNetworkPolicy {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: serde_json::Value,
+}
+
+impl k8s_openapi::Resource for RomanaNetworkPolicy {
+    const API_VERSION: &'static str = "romana.io/v1";
+    const GROUP: &'static str = "romana.io";
+    const KIND: &'static str = "RomanaNetworkPolicy";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "romananetworkpolicies";
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for RomanaNetworkPolicy {
+    type Ty = ObjectMeta;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Runs until `stop`: leads the mirror whenever this node is the leader.
+pub async fn run(node: Node, context: Context, mut stop: watch::Receiver<bool>) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if metrics.borrow().state == ServerState::Leader {
+                break;
+            }
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("leading: starting the Kubernetes controller");
+        let leading = lead(node.clone(), context.clone());
+        tokio::pin!(leading);
+        loop {
+            tokio::select! {
+                _ = &mut leading => break,
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if metrics.borrow().state != ServerState::Leader {
+                        tracing::info!("no longer leading: the Kubernetes controller stops");
+                        break;
+                    }
+                }
+                _ = stop.changed() => if *stop.borrow() { return },
+            }
+        }
+    }
+}
+
+/// A watched kind: its store and whether its initial list completed.
+struct Watched<K: kube::Resource + 'static>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    store: Store<K>,
+    ready: Arc<AtomicBool>,
+}
+
+impl<K> Watched<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Default,
+{
+    fn start(api: Api<K>, kind: &'static str, tasks: &mut JoinSet<()>, notify: Arc<Notify>) -> Self {
+        let (store, writer) = reflector::store();
+        let ready = Arc::new(AtomicBool::new(false));
+        let flag = ready.clone();
+        let stream = reflector::reflector(
+            writer,
+            watcher::watcher(api, watcher::Config::default()).default_backoff(),
+        );
+        tasks.spawn(async move {
+            futures::pin_mut!(stream);
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(Event::InitDone)) => {
+                        flag.store(true, Ordering::SeqCst);
+                        notify.notify_one();
+                    }
+                    Ok(Some(_)) => notify.notify_one(),
+                    Ok(None) => return,
+                    Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
+                }
+            }
+        });
+        Self { store, ready }
+    }
+
+    fn ready(&self) -> Option<Vec<Arc<K>>> {
+        self.ready
+            .load(Ordering::SeqCst)
+            .then(|| self.store.state())
+    }
+}
+
+struct Watches {
+    namespaces: Watched<Namespace>,
+    pods: Watched<Pod>,
+    nodes: Watched<KubeNode>,
+    policies: Watched<NetworkPolicy>,
+    romana_policies: Watched<RomanaNetworkPolicy>,
+}
+
+/// The controller while this node leads (dropped when it stops leading:
+/// the watches stop with it).
+async fn lead(node: Node, context: Context) {
+    let client = context.client.clone();
+    let notify = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+    let watches = Watches {
+        namespaces: Watched::start(Api::all(client.clone()), "namespaces", &mut tasks, notify.clone()),
+        pods: Watched::start(Api::all(client.clone()), "pods", &mut tasks, notify.clone()),
+        nodes: Watched::start(Api::all(client.clone()), "nodes", &mut tasks, notify.clone()),
+        policies: Watched::start(
+            Api::all(client.clone()),
+            "networkpolicies",
+            &mut tasks,
+            notify.clone(),
+        ),
+        romana_policies: Watched::start(
+            Api::all(client.clone()),
+            "romananetworkpolicies",
+            &mut tasks,
+            notify.clone(),
+        ),
+    };
+    ensure_tenants(&node, &context).await;
+    if let Some(text) = cluster_secret_text(&node) {
+        super::bootstrap::ensure_secret(&context, &node.config, node.node_id, &text).await;
+    }
+    loop {
+        tokio::select! {
+            _ = notify.notified() => tokio::time::sleep(DEBOUNCE).await,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        reconcile(&node, &context, &watches).await;
+    }
+}
+
+fn cluster_secret_text(node: &Node) -> Option<String> {
+    let path = node
+        .config
+        .cluster_secret_file
+        .clone()
+        .unwrap_or_else(|| crate::config::generated_secret_path(&node.config.data_dir));
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_string())
+}
+
+async fn ensure_tenants(node: &Node, context: &Context) {
+    for tenant in &context.settings.tenants {
+        if node.shared.read().state.tenants.contains_key(tenant) {
+            continue;
+        }
+        let result = node
+            .propose(
+                Command::CreateTenant {
+                    name: tenant.clone(),
+                },
+                format!("{ACTOR_PREFIX}config@{}", node.config.name),
+                Some(format!("k8s-tenant-{tenant}")),
+            )
+            .await;
+        match result.map(|applied| applied.outcome) {
+            Ok(Outcome::Applied(_)) => tracing::info!(tenant = %tenant, "created a configured tenant"),
+            Ok(Outcome::Rejected(Rejection::TenantExists { .. })) => {}
+            Ok(Outcome::Rejected(reason)) => {
+                tracing::warn!(tenant = %tenant, %reason, "cannot create a configured tenant")
+            }
+            Err(e) => tracing::warn!(tenant = %tenant, error = %e, "cannot create a configured tenant"),
+        }
+    }
+}
+
+fn labels_of(meta: &ObjectMeta) -> Labels {
+    meta.labels.clone().unwrap_or_default()
+}
+
+/// What the log should say of a pod, or `None` for pods not on the pod
+/// network (host-network pods have no address of ours).
+pub fn pod_mirror(pod: &Pod) -> Option<PodMirror> {
+    let spec = pod.spec.as_ref()?;
+    if spec.host_network == Some(true) {
+        return None;
+    }
+    let mut ports = Vec::new();
+    for container in &spec.containers {
+        for port in container.ports.iter().flatten() {
+            let Ok(number) = u16::try_from(port.container_port) else {
+                continue;
+            };
+            let protocol = match port.protocol.as_deref() {
+                Some("UDP") => PortProtocol::Udp,
+                Some("SCTP") => PortProtocol::Sctp,
+                _ => PortProtocol::Tcp,
+            };
+            ports.push(PodPort {
+                name: port.name.clone(),
+                port: number,
+                protocol,
+            });
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    Some(PodMirror {
+        namespace: pod.metadata.namespace.clone()?,
+        name: pod.metadata.name.clone()?,
+        uid: pod.metadata.uid.clone()?,
+        node: spec.node_name.clone(),
+        labels: labels_of(&pod.metadata),
+        ports,
+    })
+}
+
+/// A write the controller makes, with its actor.
+struct Write {
+    command: Command,
+    actor: String,
+}
+
+/// The policies one Kubernetes object stands for, or why it cannot be
+/// translated.
+type Translated = Result<Vec<Policy>, String>;
+
+async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
+    let me = &node.config.name;
+    let mirror_actor = format!("{ACTOR_PREFIX}controller@{me}");
+    let mut writes: Vec<Write> = Vec::new();
+    let (view, policies, allocations, hosts) = {
+        let projection = node.shared.read();
+        let state = &projection.state;
+        let owned: BTreeMap<String, Policy> = state
+            .policies
+            .iter()
+            .filter(|(_, record)| record.actor.starts_with(ACTOR_PREFIX))
+            .map(|(name, record)| (name.clone(), record.policy.clone()))
+            .collect();
+        let allocations: Vec<(ContainerInterface, String, String, u64)> = state
+            .allocations
+            .values()
+            .filter_map(|a| {
+                Some((
+                    a.owner.clone(),
+                    a.pod_namespace.clone()?,
+                    a.pod_name.clone()?,
+                    a.allocated_at_ms,
+                ))
+            })
+            .collect();
+        let hosts: Vec<String> = state.nodes.keys().cloned().collect();
+        (state.kubernetes.clone(), owned, allocations, hosts)
+    };
+
+    // Namespaces.
+    let namespaces = watches.namespaces.ready();
+    if let Some(namespaces) = &namespaces {
+        let mut seen = BTreeSet::new();
+        for namespace in namespaces {
+            let Some(name) = namespace.metadata.name.clone() else {
+                continue;
+            };
+            let labels = labels_of(&namespace.metadata);
+            if view.namespaces.get(&name).map(|r| &r.labels) != Some(&labels) {
+                writes.push(Write {
+                    command: Command::MirrorNamespace {
+                        name: name.clone(),
+                        labels,
+                    },
+                    actor: mirror_actor.clone(),
+                });
+            }
+            seen.insert(name);
+        }
+        for name in view.namespaces.keys().filter(|n| !seen.contains(*n)) {
+            writes.push(Write {
+                command: Command::ForgetNamespace { name: name.clone() },
+                actor: mirror_actor.clone(),
+            });
+        }
+    }
+
+    // Pods, and addresses of pods that no longer exist.
+    if let Some(pods) = watches.pods.ready() {
+        let mut seen = HashSet::new();
+        for pod in &pods {
+            let Some(mirror) = pod_mirror(pod) else {
+                continue;
+            };
+            let key = mirror.key();
+            if !view.pods.get(&key).is_some_and(|r| r.same_as(&mirror)) {
+                writes.push(Write {
+                    command: Command::MirrorPod(mirror),
+                    actor: mirror_actor.clone(),
+                });
+            }
+            seen.insert(key);
+        }
+        for (key, record) in &view.pods {
+            if !seen.contains(key) {
+                writes.push(Write {
+                    command: Command::ForgetPod {
+                        namespace: record.namespace.clone(),
+                        name: record.name.clone(),
+                    },
+                    actor: mirror_actor.clone(),
+                });
+            }
+        }
+        let existing: HashSet<String> = pods
+            .iter()
+            .filter_map(|p| Some(format!("{}/{}", p.metadata.namespace.as_ref()?, p.metadata.name.as_ref()?)))
+            .collect();
+        let now = now_ms();
+        for (owner, namespace, name, allocated_at_ms) in &allocations {
+            let old_enough = now.saturating_sub(*allocated_at_ms) >= GC_GRACE.as_millis() as u64;
+            if old_enough && !existing.contains(&format!("{namespace}/{name}")) {
+                tracing::info!(pod = %format!("{namespace}/{name}"), owner = %owner, "releasing the address of a pod that no longer exists");
+                writes.push(Write {
+                    command: Command::ReleaseAddress(owner.clone()),
+                    actor: format!("{ACTOR_PREFIX}garbage-collector@{me}"),
+                });
+            }
+        }
+    }
+
+    // Policies: what the Kubernetes objects say, against what the
+    // controller put in force.
+    if let Some(namespaces) = &namespaces {
+        let namespace_labels: BTreeMap<String, Labels> = namespaces
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.clone()?, labels_of(&n.metadata))))
+            .collect();
+        let default_tenant = context.settings.default_tenant.clone();
+        let tenant_of = move |namespace: &str| {
+            namespace_labels
+                .get(namespace)
+                .and_then(|labels| labels.get(TENANT_LABEL))
+                .cloned()
+                .unwrap_or_else(|| default_tenant.clone())
+        };
+        // (object, its policies' name prefix, translation)
+        let mut objects: Vec<(String, String, Translated)> = Vec::new();
+        let policies_ready = watches.policies.ready();
+        let romana_ready = watches.romana_policies.ready();
+        if let Some(items) = &policies_ready {
+            for policy in items {
+                let (Some(namespace), Some(name)) =
+                    (policy.metadata.namespace.as_ref(), policy.metadata.name.as_ref())
+                else {
+                    continue;
+                };
+                let translated = serde_json::to_value(policy.as_ref())
+                    .map_err(|e| e.to_string())
+                    .and_then(|value| formats::parse_kubernetes_object(&value, &tenant_of));
+                objects.push((
+                    format!("NetworkPolicy {namespace}/{name}"),
+                    format!("{namespace}/{name}/"),
+                    translated,
+                ));
+            }
+        }
+        if let Some(items) = &romana_ready {
+            for policy in items {
+                let (Some(namespace), Some(name)) =
+                    (policy.metadata.namespace.as_ref(), policy.metadata.name.as_ref())
+                else {
+                    continue;
+                };
+                let document = serde_json::json!({
+                    "apiVersion": "romana.io/demo/v1",
+                    "kind": "NetworkPolicy",
+                    "metadata": {"name": name},
+                    "spec": policy.spec,
+                });
+                let translated = formats::parse_tpr(namespace, &document.to_string());
+                objects.push((
+                    format!("RomanaNetworkPolicy {namespace}/{name}"),
+                    format!("{namespace}/{name}"),
+                    translated,
+                ));
+            }
+        }
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for (object, prefix, translated) in &objects {
+            match translated {
+                Ok(translated) => {
+                    let changed = translated
+                        .iter()
+                        .any(|p| policies.get(&p.name) != Some(p));
+                    wanted.extend(translated.iter().map(|p| p.name.clone()));
+                    if changed {
+                        writes.push(Write {
+                            command: Command::ApplyPolicies {
+                                policies: translated.clone(),
+                            },
+                            actor: format!("{ACTOR_PREFIX}{object}@{me}"),
+                        });
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(object = %object, %reason, "cannot enforce this policy; what was in force for it stays");
+                    wanted.extend(
+                        policies
+                            .keys()
+                            .filter(|name| match prefix.strip_suffix('/') {
+                                // A NetworkPolicy's are NS/NAME/DIRECTION/I.
+                                Some(_) => name.starts_with(prefix.as_str()),
+                                None => *name == prefix,
+                            })
+                            .cloned(),
+                    );
+                }
+            }
+        }
+        for (name, policy) in &policies {
+            // A kind whose watch has not listed yet keeps its policies.
+            let listed = if policy.format == PolicyFormat::Kubernetes {
+                policies_ready.is_some()
+            } else {
+                romana_ready.is_some()
+            };
+            if listed && !wanted.contains(name) {
+                writes.push(Write {
+                    command: Command::DeletePolicy { name: name.clone() },
+                    actor: format!("{ACTOR_PREFIX}policy-deleted@{me}"),
+                });
+            }
+        }
+    }
+
+    submit(node, writes).await;
+
+    // Nodes: a host whose Kubernetes Node is gone leaves the membership,
+    // its addresses released.
+    if let Some(kube_nodes) = watches.nodes.ready() {
+        let names: HashSet<String> = kube_nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        if !names.is_empty() {
+            for host in hosts.iter().filter(|h| !names.contains(*h)) {
+                if host == me {
+                    tracing::warn!("this node's own Kubernetes Node is gone; another leader will remove it");
+                    continue;
+                }
+                tracing::info!(host = %host, "its Kubernetes Node is gone: removing it from the membership and releasing its addresses");
+                let result = node
+                    .remove_member(
+                        host,
+                        true,
+                        format!("{ACTOR_PREFIX}node-deleted {host}@{me}"),
+                        format!("k8s-node-deleted-{host}-{}", now_ms()),
+                    )
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(host = %host, error = %e, "cannot remove a deleted node");
+                }
+            }
+        }
+    }
+}
+
+async fn submit(node: &Node, writes: Vec<Write>) {
+    if writes.is_empty() {
+        return;
+    }
+    let count = writes.len();
+    let failures = futures::stream::iter(writes)
+        .map(|write| async move {
+            let description = write.command.to_string();
+            match node.propose(write.command, write.actor, None).await {
+                Ok(applied) => match applied.outcome {
+                    Outcome::Applied(_) => 0,
+                    Outcome::Rejected(reason) => {
+                        tracing::warn!(request = %description, %reason, "the log refused a mirrored change");
+                        1
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(request = %description, error = %e, "cannot write a mirrored change");
+                    1
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENT_WRITES)
+        .fold(0usize, |sum, failed| async move { sum + failed })
+        .await;
+    tracing::debug!(count, failures, "mirrored changes written");
+}
