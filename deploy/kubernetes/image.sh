@@ -56,7 +56,7 @@ done
 
 # --- Inputs -----------------------------------------------------------------
 
-for tool in python3 ldd sha256sum; do
+for tool in python3 ldd sha256sum strip; do
   command -v "$tool" >/dev/null || die "$tool is missing"
 done
 [[ -f $oci_archive ]] || die "$oci_archive is missing"
@@ -80,8 +80,11 @@ trap 'rm -rf "$work"' EXIT
 # A snapshot of the binaries, so that a `cargo build` finishing meanwhile
 # cannot give the hash of one binary and the image of another.
 mkdir -p "$work/bin"
+# Debug information is dropped (a debug build's romana-node is ~300 MB);
+# symbols stay, so backtraces still name functions.
 for binary in romana-node romanactl romana; do
   cp "$BIN_DIR/$binary" "$work/bin/$binary"
+  strip --strip-debug "$work/bin/$binary"
 done
 
 # Every executable and xtables extension the image carries (paths here).

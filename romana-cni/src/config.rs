@@ -373,7 +373,9 @@ pub type Source = &'static str;
 /// Whether the node resolves this pod's tenant and segment: Kubernetes
 /// mode, with the pod named in `CNI_ARGS`.
 fn node_resolves(config: &NetConf, args: &CniArgs) -> bool {
-    config.kubernetes && args.get("K8S_POD_NAMESPACE").is_some() && args.get("K8S_POD_NAME").is_some()
+    config.kubernetes
+        && args.get("K8S_POD_NAMESPACE").is_some()
+        && args.get("K8S_POD_NAME").is_some()
 }
 
 /// The tenant of a pod, in this order:

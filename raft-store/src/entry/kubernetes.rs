@@ -114,7 +114,10 @@ impl PodMirror {
     pub fn validate(&self) -> Result<(), String> {
         validate_namespace_name(&self.namespace)?;
         object_name("pod", &self.name)?;
-        if self.uid.is_empty() || self.uid.len() > 64 || !self.uid.chars().all(|c| c.is_ascii_graphic()) {
+        if self.uid.is_empty()
+            || self.uid.len() > 64
+            || !self.uid.chars().all(|c| c.is_ascii_graphic())
+        {
             return Err(format!("pod uid {:?} is not a valid uid", self.uid));
         }
         if let Some(node) = &self.node {
@@ -132,7 +135,8 @@ impl PodMirror {
                 return Err("container port 0 is not a port".into());
             }
             if let Some(name) = &port.name {
-                if name.is_empty() || name.len() > 15 || !name.chars().all(|c| c.is_ascii_graphic()) {
+                if name.is_empty() || name.len() > 15 || !name.chars().all(|c| c.is_ascii_graphic())
+                {
                     return Err(format!("container port name {name:?} is not a port name"));
                 }
             }

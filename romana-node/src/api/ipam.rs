@@ -306,7 +306,15 @@ async fn allocate(
             body.segment
                 .unwrap_or_else(|| DEFAULT_SEGMENT_NAME.to_string()),
         ),
-        None => pod_tenant(&node, kubernetes.0.as_ref(), &body.pod_namespace, &body.pod_name).await?,
+        None => {
+            pod_tenant(
+                &node,
+                kubernetes.0.as_ref(),
+                &body.pod_namespace,
+                &body.pod_name,
+            )
+            .await?
+        }
     };
     let request = AllocationRequest {
         host,
@@ -359,7 +367,9 @@ async fn pod_tenant(
             "tenant is missing: give a tenant, or (on a node run with --kubernetes) the pod's namespace and name".into(),
         ));
     };
-    let found = kubernetes.resolve_pod(&node.shared, namespace, name).await?;
+    let found = kubernetes
+        .resolve_pod(&node.shared, namespace, name)
+        .await?;
     let (tenant_known, segment_known) = {
         let projection = node.shared.read();
         match projection.state.tenants.get(&found.tenant) {

@@ -119,7 +119,10 @@ async fn try_decide(
         .ok_or_else(|| format!("Secret {name} has no {SECRET_KEY:?} key"))?;
     write_secret_file(&config.data_dir, &text).map_err(|e| e.to_string())?;
     let annotations = secret.metadata.annotations.unwrap_or_default();
-    let creator = annotations.get(ANNOTATION_NODE).cloned().unwrap_or_default();
+    let creator = annotations
+        .get(ANNOTATION_NODE)
+        .cloned()
+        .unwrap_or_default();
     let creator_id = annotations
         .get(ANNOTATION_NODE_ID)
         .and_then(|id| id.parse::<NodeId>().ok());
@@ -132,8 +135,11 @@ async fn try_decide(
             members.push(address.clone());
         }
     }
-    members.extend(peer_addresses(context, config).await?);
-    members.dedup();
+    for address in peer_addresses(context, config).await? {
+        if !members.contains(&address) {
+            members.push(address);
+        }
+    }
     if members.is_empty() {
         return Err("no other node to join yet".into());
     }
@@ -226,8 +232,12 @@ pub async fn ensure_secret(context: &Context, config: &NodeConfig, node_id: Node
         Ok(None) => {
             let object = lock_object(name, config, node_id, text);
             match secrets.create(&PostParams::default(), &object).await {
-                Ok(_) => tracing::warn!(secret = %name, "the bootstrap Secret was missing; recreated it from this cluster's secret"),
-                Err(e) => tracing::warn!(secret = %name, error = %e, "cannot recreate the bootstrap Secret"),
+                Ok(_) => {
+                    tracing::warn!(secret = %name, "the bootstrap Secret was missing; recreated it from this cluster's secret")
+                }
+                Err(e) => {
+                    tracing::warn!(secret = %name, error = %e, "cannot recreate the bootstrap Secret")
+                }
             }
         }
         Err(e) => tracing::warn!(secret = %name, error = %e, "cannot read the bootstrap Secret"),

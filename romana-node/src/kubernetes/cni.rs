@@ -69,7 +69,11 @@ pub fn install_cni(from: &Path, to: &Path) -> Result<Vec<PathBuf>, Error> {
         installed.push(target);
     }
     let list: Vec<&str> = created.iter().map(String::as_str).collect();
-    write_atomically(&list_path, format!("{}\n", list.join("\n")).as_bytes(), 0o644)?;
+    write_atomically(
+        &list_path,
+        format!("{}\n", list.join("\n")).as_bytes(),
+        0o644,
+    )?;
     Ok(installed)
 }
 
@@ -174,8 +178,14 @@ mod tests {
         // portmap was there before the install: it is replaced, not owned.
         std::fs::write(to.join("portmap"), b"their portmap").expect("write");
         install_cni(&from, &to).expect("install");
-        assert_eq!(std::fs::read(to.join("romana")).expect("read"), b"new romana");
-        assert_eq!(std::fs::read(to.join("portmap")).expect("read"), b"our portmap");
+        assert_eq!(
+            std::fs::read(to.join("romana")).expect("read"),
+            b"new romana"
+        );
+        assert_eq!(
+            std::fs::read(to.join("portmap")).expect("read"),
+            b"our portmap"
+        );
         // A second install (a restart) keeps the record of what it created.
         install_cni(&from, &to).expect("install again");
         write_conflist(&conf, Path::new("/run/romana/romana.sock")).expect("conflist");
@@ -191,7 +201,10 @@ mod tests {
         assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
         uninstall(&conf, &to).expect("uninstall");
         assert!(!to.join("romana").exists());
-        assert!(to.join("portmap").exists(), "a plugin that was there before stays");
+        assert!(
+            to.join("portmap").exists(),
+            "a plugin that was there before stays"
+        );
         assert!(!conf.join(CONFLIST_NAME).exists());
         assert!(!to.join(INSTALLED_LIST).exists());
     }
@@ -217,7 +230,9 @@ pub async fn write_when_ready(
                 .contains_key(&node.config.name);
         if ready {
             match write_conflist(&dir, &node.config.api_socket) {
-                Ok(path) => tracing::info!(path = %path.display(), "serving ADDs: wrote the CNI conflist"),
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), "serving ADDs: wrote the CNI conflist")
+                }
                 Err(e) => tracing::error!(error = %e, "cannot write the CNI conflist"),
             }
             return;

@@ -40,9 +40,9 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use openraft::ServerState;
 use raft_store::entry::policy::PolicyFormat;
+use raft_store::entry::ContainerInterface;
 use raft_store::entry::{Labels, PodMirror, PodPort, Policy, PortProtocol};
 use raft_store::state::{Outcome, Rejection};
-use raft_store::entry::ContainerInterface;
 use raft_store::Command;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
@@ -143,10 +143,21 @@ where
 
 impl<K> Watched<K>
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: std::hash::Hash + Eq + Clone + Default,
 {
-    fn start(api: Api<K>, kind: &'static str, tasks: &mut JoinSet<()>, notify: Arc<Notify>) -> Self {
+    fn start(
+        api: Api<K>,
+        kind: &'static str,
+        tasks: &mut JoinSet<()>,
+        notify: Arc<Notify>,
+    ) -> Self {
         let (store, writer) = reflector::store();
         let ready = Arc::new(AtomicBool::new(false));
         let flag = ready.clone();
@@ -193,9 +204,19 @@ async fn lead(node: Node, context: Context) {
     let notify = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     let watches = Watches {
-        namespaces: Watched::start(Api::all(client.clone()), "namespaces", &mut tasks, notify.clone()),
+        namespaces: Watched::start(
+            Api::all(client.clone()),
+            "namespaces",
+            &mut tasks,
+            notify.clone(),
+        ),
         pods: Watched::start(Api::all(client.clone()), "pods", &mut tasks, notify.clone()),
-        nodes: Watched::start(Api::all(client.clone()), "nodes", &mut tasks, notify.clone()),
+        nodes: Watched::start(
+            Api::all(client.clone()),
+            "nodes",
+            &mut tasks,
+            notify.clone(),
+        ),
         policies: Watched::start(
             Api::all(client.clone()),
             "networkpolicies",
@@ -209,7 +230,6 @@ async fn lead(node: Node, context: Context) {
             notify.clone(),
         ),
     };
-    ensure_tenants(&node, &context).await;
     if let Some(text) = cluster_secret_text(&node) {
         super::bootstrap::ensure_secret(&context, &node.config, node.node_id, &text).await;
     }
@@ -218,6 +238,7 @@ async fn lead(node: Node, context: Context) {
             _ = notify.notified() => tokio::time::sleep(DEBOUNCE).await,
             _ = tokio::time::sleep(TICK) => {}
         }
+        ensure_tenants(&node, &context).await;
         reconcile(&node, &context, &watches).await;
     }
 }
@@ -235,8 +256,12 @@ fn cluster_secret_text(node: &Node) -> Option<String> {
 
 async fn ensure_tenants(node: &Node, context: &Context) {
     for tenant in &context.settings.tenants {
-        if node.shared.read().state.tenants.contains_key(tenant) {
-            continue;
+        {
+            let projection = node.shared.read();
+            // A leader just elected may not have applied the first entry.
+            if projection.state.cluster.is_none() || projection.state.tenants.contains_key(tenant) {
+                continue;
+            }
         }
         let result = node
             .propose(
@@ -248,12 +273,16 @@ async fn ensure_tenants(node: &Node, context: &Context) {
             )
             .await;
         match result.map(|applied| applied.outcome) {
-            Ok(Outcome::Applied(_)) => tracing::info!(tenant = %tenant, "created a configured tenant"),
+            Ok(Outcome::Applied(_)) => {
+                tracing::info!(tenant = %tenant, "created a configured tenant")
+            }
             Ok(Outcome::Rejected(Rejection::TenantExists { .. })) => {}
             Ok(Outcome::Rejected(reason)) => {
                 tracing::warn!(tenant = %tenant, %reason, "cannot create a configured tenant")
             }
-            Err(e) => tracing::warn!(tenant = %tenant, error = %e, "cannot create a configured tenant"),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, error = %e, "cannot create a configured tenant")
+            }
         }
     }
 }
@@ -395,7 +424,13 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         }
         let existing: HashSet<String> = pods
             .iter()
-            .filter_map(|p| Some(format!("{}/{}", p.metadata.namespace.as_ref()?, p.metadata.name.as_ref()?)))
+            .filter_map(|p| {
+                Some(format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_ref()?,
+                    p.metadata.name.as_ref()?
+                ))
+            })
             .collect();
         let now = now_ms();
         for (owner, namespace, name, allocated_at_ms) in &allocations {
@@ -431,9 +466,10 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         let romana_ready = watches.romana_policies.ready();
         if let Some(items) = &policies_ready {
             for policy in items {
-                let (Some(namespace), Some(name)) =
-                    (policy.metadata.namespace.as_ref(), policy.metadata.name.as_ref())
-                else {
+                let (Some(namespace), Some(name)) = (
+                    policy.metadata.namespace.as_ref(),
+                    policy.metadata.name.as_ref(),
+                ) else {
                     continue;
                 };
                 let translated = serde_json::to_value(policy.as_ref())
@@ -448,9 +484,10 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         }
         if let Some(items) = &romana_ready {
             for policy in items {
-                let (Some(namespace), Some(name)) =
-                    (policy.metadata.namespace.as_ref(), policy.metadata.name.as_ref())
-                else {
+                let (Some(namespace), Some(name)) = (
+                    policy.metadata.namespace.as_ref(),
+                    policy.metadata.name.as_ref(),
+                ) else {
                     continue;
                 };
                 let document = serde_json::json!({
@@ -471,9 +508,7 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         for (object, prefix, translated) in &objects {
             match translated {
                 Ok(translated) => {
-                    let changed = translated
-                        .iter()
-                        .any(|p| policies.get(&p.name) != Some(p));
+                    let changed = translated.iter().any(|p| policies.get(&p.name) != Some(p));
                     wanted.extend(translated.iter().map(|p| p.name.clone()));
                     if changed {
                         writes.push(Write {
@@ -515,6 +550,10 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         }
     }
 
+    // Segments are named by pods' labels: create those a policy names in a
+    // configured tenant before the policy (which needs them to exist).
+    let segment_writes = missing_segments(node, &writes, &mirror_actor);
+    submit(node, segment_writes).await;
     submit(node, writes).await;
 
     // Nodes: a host whose Kubernetes Node is gone leaves the membership,
@@ -527,7 +566,9 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         if !names.is_empty() {
             for host in hosts.iter().filter(|h| !names.contains(*h)) {
                 if host == me {
-                    tracing::warn!("this node's own Kubernetes Node is gone; another leader will remove it");
+                    tracing::warn!(
+                        "this node's own Kubernetes Node is gone; another leader will remove it"
+                    );
                     continue;
                 }
                 tracing::info!(host = %host, "its Kubernetes Node is gone: removing it from the membership and releasing its addresses");
@@ -545,6 +586,51 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
             }
         }
     }
+}
+
+/// `CreateSegment`s for the segments of existing tenants that the policies
+/// in `writes` name and that do not exist yet.
+fn missing_segments(node: &Node, writes: &[Write], actor: &str) -> Vec<Write> {
+    use raft_store::entry::policy::{Peer, Target};
+    let projection = node.shared.read();
+    let tenants = &projection.state.tenants;
+    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    for write in writes {
+        let Command::ApplyPolicies { policies } = &write.command else {
+            continue;
+        };
+        for policy in policies {
+            let targets = policy.applied_to.iter().filter_map(|t| match t {
+                Target::Pods {
+                    tenant,
+                    segment: Some(segment),
+                } => Some((tenant, segment)),
+                _ => None,
+            });
+            let peers = policy.peers.iter().filter_map(|p| match p {
+                Peer::Pods {
+                    tenant,
+                    segment: Some(segment),
+                } => Some((tenant, segment)),
+                _ => None,
+            });
+            for (tenant, segment) in targets.chain(peers) {
+                if tenants
+                    .get(tenant)
+                    .is_some_and(|record| !record.segments.contains_key(segment))
+                {
+                    wanted.insert((tenant.clone(), segment.clone()));
+                }
+            }
+        }
+    }
+    wanted
+        .into_iter()
+        .map(|(tenant, name)| Write {
+            command: Command::CreateSegment { tenant, name },
+            actor: actor.to_string(),
+        })
+        .collect()
 }
 
 async fn submit(node: &Node, writes: Vec<Write>) {

@@ -155,8 +155,9 @@ pub type OnEmptyStore = Box<
     dyn FnOnce(
             NodeConfig,
             NodeId,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<EmptyStore, Error>> + Send>>
-        + Send,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<EmptyStore, Error>> + Send>,
+        > + Send,
 >;
 
 /// Opens the node's store in its data dir and starts its Raft replica (not

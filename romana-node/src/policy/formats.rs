@@ -468,7 +468,9 @@ fn parse_document(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
                         "{item_path}: list items must be {K8S_API_VERSION} NetworkPolicies"
                     ));
                 }
-                policies.extend(kubernetes(item, &item_path, &|namespace: &str| namespace.to_string())?);
+                policies.extend(kubernetes(item, &item_path, &|namespace: &str| {
+                    namespace.to_string()
+                })?);
             }
             if policies.is_empty() {
                 return Err(format!("{}: no items", list.field("items")));
@@ -795,9 +797,10 @@ fn kubernetes_peer(
         }
         (pods, namespaces, None) => {
             let tenant = match namespaces {
-                Some(selector) => {
-                    tenant_of(&namespace_selector(selector, &peer.field("namespaceSelector"))?)
-                }
+                Some(selector) => tenant_of(&namespace_selector(
+                    selector,
+                    &peer.field("namespaceSelector"),
+                )?),
                 None => tenant_of(namespace),
             };
             let segment = match pods {

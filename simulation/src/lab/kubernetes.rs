@@ -52,6 +52,9 @@ pub const KUBERNETES_VERSION: &str = "v1.34.4";
 /// The Service CIDR: outside Romana's default 10.0.0.0/8 and the lab's
 /// 10.244.0.0/16 ptp pod networks.
 pub const SERVICE_CIDR: &str = "172.20.0.0/16";
+/// The cluster DNS Service's address every kubelet gives its pods
+/// (`clusterDNS`); a `kube-dns` Service in kube-system takes it.
+pub const CLUSTER_DNS_IP: &str = "172.20.0.10";
 /// The `kubernetes` Service's ClusterIP (the first of [`SERVICE_CIDR`]).
 pub const KUBERNETES_SERVICE_IP: &str = "172.20.0.1";
 /// Pod networks of `--cni ptp`: host N gets 10.244.N.0/24.
@@ -975,7 +978,7 @@ impl Lab {
 
     /// kubectl with the lab's admin kubeconfig, run in host1's network
     /// namespace (where the apiserver's underlay address is reachable).
-    fn kubectl_command(&self, args: &[&str]) -> Result<Command> {
+    pub fn kubectl_command(&self, args: &[&str]) -> Result<Command> {
         let kubernetes = self.kubernetes()?;
         let first = self
             .hosts
@@ -1152,6 +1155,8 @@ disabled_plugins = [
 /// - eviction thresholds and image GC at their floor: a shared disk that
 ///   other work fills must not make lab nodes evict test pods.
 /// - `resolvConf`: a lab file (the machine's resolver is not the pods').
+/// - `clusterDNS`: [`CLUSTER_DNS_IP`], served once a `kube-dns` Service
+///   exists (deploy/kubernetes/examples/dns-server.yaml).
 /// - `readOnlyPort: 0`, anonymous auth off, webhook authn/authz: as a
 ///   production kubelet; `kubectl exec/logs` go through the apiserver's
 ///   client certificate.
@@ -1189,6 +1194,7 @@ oomScoreAdj: 0
 protectKernelDefaults: false
 resolvConf: {resolv_conf}
 clusterDomain: cluster.local
+clusterDNS: ["{CLUSTER_DNS_IP}"]
 evictionHard:
   memory.available: "1Mi"
   nodefs.available: "1%"
