@@ -169,7 +169,13 @@ impl Romana<'_> {
                 .lab
                 .exec_in_host(
                     host,
-                    &["ls", "-A", "/etc/cni/net.d", "/opt/cni/bin", "/var/lib"],
+                    &[
+                        "ls",
+                        "-A",
+                        "/etc/cni/net.d",
+                        "/opt/cni/bin",
+                        "/var/lib/romana",
+                    ],
                 )
                 .unwrap_or_default();
             for left in [
@@ -178,6 +184,8 @@ impl Romana<'_> {
                 ".romana-installed",
                 "loopback",
                 "portmap",
+                "raft",
+                "cluster-secret",
             ] {
                 assert!(
                     !files.contains(left),
@@ -207,6 +215,11 @@ impl Romana<'_> {
     /// Open WATCH requests on the apiserver for the kinds the controller
     /// watches.
     fn watches(&self) -> u64 {
+        self.watch_counts().values().sum()
+    }
+
+    /// Open WATCH requests by kind, for the kinds the controller watches.
+    fn watch_counts(&self) -> BTreeMap<String, u64> {
         let metrics = self.guard.kubectl(&["get", "--raw", "/metrics"]);
         let kinds = [
             "pods",
@@ -215,18 +228,24 @@ impl Romana<'_> {
             "networkpolicies",
             "romananetworkpolicies",
         ];
-        metrics
-            .lines()
-            .filter(|l| {
-                l.starts_with("apiserver_longrunning_requests{") && l.contains("verb=\"WATCH\"")
-            })
-            .filter(|l| {
-                kinds
-                    .iter()
-                    .any(|k| l.contains(&format!("resource=\"{k}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+        let mut counts = BTreeMap::new();
+        for line in metrics.lines().filter(|l| {
+            l.starts_with("apiserver_longrunning_requests{") && l.contains("verb=\"WATCH\"")
+        }) {
+            let Some(kind) = kinds
+                .iter()
+                .find(|k| line.contains(&format!("resource=\"{k}\"")))
+            else {
+                continue;
+            };
+            let value = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            *counts.entry(kind.to_string()).or_insert(0) += value as u64;
+        }
+        counts
     }
 
     /// The watch count once it holds still for three reads in a row.
@@ -496,7 +515,9 @@ fn romana_installs_with_one_apply_and_isolates_tenants_in_real_kubernetes() {
 
     // 1. Watches with 1 node, then the full install adds 2 nodes: the
     //    controller's watches on the apiserver do not grow.
-    let baseline = romana.steady_watches();
+    //    The CRD comes first: the controller-manager's garbage collector
+    //    watches every resource it discovers (every 30 s), the CRD's too,
+    //    and that watch belongs to the baseline.
     let rendered = guard.kubectl(&[
         "apply",
         "-f",
@@ -506,6 +527,26 @@ fn romana_installs_with_one_apply_and_isolates_tenants_in_real_kubernetes() {
         "json",
     ]);
     let mut list: Value = serde_json::from_str(&rendered).expect("kubectl printed JSON");
+    let mut everything_else = list.clone();
+    if let Some(items) = everything_else["items"].as_array_mut() {
+        items.retain(|item| item["kind"] != "DaemonSet");
+    }
+    guard.apply(&everything_else.to_string());
+    guard.wait_until(
+        "the controller-manager watching the CRD",
+        Duration::from_secs(90),
+        |_| {
+            romana
+                .watch_counts()
+                .get("romananetworkpolicies")
+                .is_some_and(|n| *n >= 1)
+        },
+    );
+    let baseline = romana.steady_watches();
+    println!(
+        "watches by kind before romana-node runs: {:?}",
+        romana.watch_counts()
+    );
     for item in list["items"].as_array_mut().expect("a List") {
         if item["kind"] == "DaemonSet" {
             item["spec"]["template"]["spec"]["nodeSelector"] =
@@ -517,8 +558,10 @@ fn romana_installs_with_one_apply_and_isolates_tenants_in_real_kubernetes() {
         romana.one_cluster(&["host1"]).is_ok() && romana.conflist_on("host1")
     });
     let with_one = romana.steady_watches() - baseline;
+    println!("watches by kind with 1 node: {:?}", romana.watch_counts());
     let took = romana.install();
     let with_three = romana.steady_watches() - baseline;
+    println!("watches by kind with 3 nodes: {:?}", romana.watch_counts());
     println!("controller watches: {with_one} with 1 node, {with_three} with 3 nodes; 2 nodes joined in {took:?}");
     assert_eq!(with_one, with_three, "the watch count grows with nodes");
     assert_eq!(
@@ -649,11 +692,16 @@ fn romana_installs_with_one_apply_and_isolates_tenants_in_real_kubernetes() {
 
     // 5. The cluster DNS (kube-system, k8s-app: kube-dns) serves every
     //    tenant through its Service, while tenants stay apart.
+    // (The Service's endpoints and the DNS pod's mirror take a moment.)
     for pod in [t1[0], "nginx-t2-1"] {
-        let answer = guard.kubectl(&["exec", pod, "--", "nslookup", "example.org"]);
-        assert!(
-            answer.contains("192.0.2.53"),
-            "{pod} resolves through the cluster DNS: {answer}"
+        guard.wait_until(
+            &format!("{pod} resolving through the cluster DNS"),
+            Duration::from_secs(60),
+            |g| {
+                g.lab
+                    .kubectl(&["exec", pod, "--", "nslookup", "example.org"])
+                    .is_ok_and(|answer| answer.contains("192.0.2.53"))
+            },
         );
     }
     let dns_ip = romana.pod_ip("kube-system", "dns");

@@ -4,12 +4,13 @@
 //! It wakes at start, on every applied change (a watch on the applied
 //! index) and every `interval` (the drift check). Routes are planned on
 //! every wake (one route per host: cheap) and applied with the fewest
-//! changes. The firewall's inputs are the layout, the hosts, the tenants
-//! and the policies: the chains are rendered again only when one of those
+//! changes. The firewall's inputs are the layout, the hosts, the tenants,
+//! the policies and the shared-service pods (the cluster DNS: address and
+//! declared ports): the chains are rendered again only when one of those
 //! changed, and handed to the kernel (an `iptables-save` and at most one
 //! `iptables-restore`) only when they changed, when the last attempt
-//! failed, or on the drift check. Allocations, which change on every pod
-//! start, never touch the firewall. A restart with nothing changed finds
+//! failed, or on the drift check. Other pods' allocations, which change on
+//! every pod start, never touch the firewall. A restart with nothing changed finds
 //! nothing to do.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use super::firewall::{desired_chains, Chains};
 use super::routes::{desired_routes, plan, HostRoute, RoutePlan};
 use super::{Dataplane, DataplaneError};
+use crate::policy::compiler::{shared_endpoints, SharedEndpoint};
 
 /// What the reconciler manages, from the node's configuration.
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ struct FirewallInputs {
     nodes: BTreeMap<String, NodeRecord>,
     tenants: BTreeMap<String, TenantRecord>,
     policies: BTreeMap<String, PolicyRecord>,
+    /// Shared-service pods (the cluster DNS) and their ports.
+    shared: Vec<SharedEndpoint>,
 }
 
 impl FirewallInputs {
@@ -57,6 +61,7 @@ impl FirewallInputs {
             nodes: state.nodes.clone(),
             tenants: state.tenants.clone(),
             policies: state.policies.clone(),
+            shared: shared_endpoints(state),
         }
     }
 
@@ -66,6 +71,7 @@ impl FirewallInputs {
             && self.nodes == state.nodes
             && self.tenants == state.tenants
             && self.policies == state.policies
+            && self.shared == shared_endpoints(state)
     }
 }
 

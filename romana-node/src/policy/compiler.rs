@@ -296,10 +296,18 @@ pub fn is_shared_service(pod: &raft_store::state::PodRecord) -> bool {
             && pod.labels.get("k8s-app").map(String::as_str) == Some("kube-dns"))
 }
 
-/// Accept rules to every shared-service pod's address on its declared TCP
-/// and UDP ports (every port if it declares none), from any source.
-fn shared_services(state: &ClusterState) -> Vec<MatchRule> {
-    use raft_store::entry::PortProtocol;
+/// A shared-service pod's address and the ports it declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedEndpoint {
+    pub pod: String,
+    pub address: Ipv4Addr,
+    pub ports: Vec<raft_store::entry::PodPort>,
+}
+
+/// The addresses and ports of every shared-service pod, in a stable order.
+/// What the shared-service rules are rendered from (the reconciler
+/// re-renders when this changes).
+pub fn shared_endpoints(state: &ClusterState) -> Vec<SharedEndpoint> {
     use std::collections::HashMap;
     let shared: Vec<&raft_store::state::PodRecord> = state
         .kubernetes
@@ -319,35 +327,49 @@ fn shared_services(state: &ClusterState) -> Vec<MatchRule> {
                 .push(*address);
         }
     }
-    let mut rules = Vec::new();
+    let mut endpoints = Vec::new();
     for pod in shared {
-        let origin = format!("shared service {}/{}", pod.namespace, pod.name);
         for address in addresses
             .get(&(pod.namespace.as_str(), pod.name.as_str()))
             .into_iter()
             .flatten()
         {
-            let mut base = MatchRule::new(Verdict::Accept, origin.clone());
-            base.destination = Some(Masked {
+            endpoints.push(SharedEndpoint {
+                pod: format!("{}/{}", pod.namespace, pod.name),
                 address: *address,
-                mask: Ipv4Addr::BROADCAST,
+                ports: pod.ports.clone(),
             });
-            if pod.ports.is_empty() {
-                rules.push(base);
-                continue;
-            }
-            for port in &pod.ports {
-                let protocol = match port.protocol {
-                    PortProtocol::Tcp => Protocol::Tcp,
-                    PortProtocol::Udp => Protocol::Udp,
-                    // Not in the rule model yet (the NetworkPolicy issue).
-                    PortProtocol::Sctp => continue,
-                };
-                let mut rule = base.clone();
-                rule.protocol = protocol;
-                rule.ports = vec![(port.port, port.port)];
-                rules.push(rule);
-            }
+        }
+    }
+    endpoints
+}
+
+/// Accept rules to every shared-service pod's address on its declared TCP
+/// and UDP ports (every port if it declares none), from any source.
+fn shared_services(state: &ClusterState) -> Vec<MatchRule> {
+    use raft_store::entry::PortProtocol;
+    let mut rules = Vec::new();
+    for endpoint in shared_endpoints(state) {
+        let mut base = MatchRule::new(Verdict::Accept, format!("shared service {}", endpoint.pod));
+        base.destination = Some(Masked {
+            address: endpoint.address,
+            mask: Ipv4Addr::BROADCAST,
+        });
+        if endpoint.ports.is_empty() {
+            rules.push(base);
+            continue;
+        }
+        for port in &endpoint.ports {
+            let protocol = match port.protocol {
+                PortProtocol::Tcp => Protocol::Tcp,
+                PortProtocol::Udp => Protocol::Udp,
+                // Not in the rule model yet (the NetworkPolicy issue).
+                PortProtocol::Sctp => continue,
+            };
+            let mut rule = base.clone();
+            rule.protocol = protocol;
+            rule.ports = vec![(port.port, port.port)];
+            rules.push(rule);
         }
     }
     rules

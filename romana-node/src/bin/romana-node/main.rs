@@ -80,12 +80,7 @@ fn main() {
                         println!("removed {}", path.display());
                     }
                     if args.data_dir.exists() {
-                        std::fs::remove_dir_all(&args.data_dir).map_err(|e| {
-                            romana_node::error::Error::Config(format!(
-                                "cannot remove {}: {e}",
-                                args.data_dir.display()
-                            ))
-                        })?;
+                        remove_data_dir(&args.data_dir)?;
                         println!("removed {}", args.data_dir.display());
                     }
                 }
@@ -101,6 +96,28 @@ fn main() {
     });
     if let Err(e) = result {
         fail(&e.to_string());
+    }
+}
+
+/// Removes the data dir's contents, then the dir itself unless it is a
+/// mount point (a hostPath or a bind mount stays, empty).
+fn remove_data_dir(dir: &std::path::Path) -> Result<(), romana_node::error::Error> {
+    let failed = |path: &std::path::Path, e: std::io::Error| {
+        romana_node::error::Error::Config(format!("cannot remove {}: {e}", path.display()))
+    };
+    for entry in std::fs::read_dir(dir).map_err(|e| failed(dir, e))? {
+        let path = entry.map_err(|e| failed(dir, e))?.path();
+        let removed = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| failed(&path, e))?;
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(16) => Ok(()),
+        Err(e) => Err(failed(dir, e)),
     }
 }
 
