@@ -328,6 +328,30 @@ pub fn pod_mirror(pod: &Pod) -> Option<PodMirror> {
     })
 }
 
+/// An allocation held for a Kubernetes pod: owner, pod namespace, pod
+/// name, when it was allocated.
+pub type PodAllocation = (ContainerInterface, String, String, u64);
+
+/// The owners of addresses held for pods that do not exist (`existing`:
+/// `NAMESPACE/NAME` of every pod the apiserver lists), allocated at least
+/// `grace` before `now_ms`: a sandbox is set up after its pod object exists,
+/// so the grace only covers the mirror's lag.
+pub fn stale_allocations(
+    allocations: &[PodAllocation],
+    existing: &HashSet<String>,
+    now_ms: u64,
+    grace: Duration,
+) -> Vec<ContainerInterface> {
+    allocations
+        .iter()
+        .filter(|(_, namespace, name, allocated_at_ms)| {
+            now_ms.saturating_sub(*allocated_at_ms) >= grace.as_millis() as u64
+                && !existing.contains(&format!("{namespace}/{name}"))
+        })
+        .map(|(owner, ..)| owner.clone())
+        .collect()
+}
+
 /// A write the controller makes, with its actor.
 struct Write {
     command: Command,
@@ -351,7 +375,7 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
             .filter(|(_, record)| record.actor.starts_with(ACTOR_PREFIX))
             .map(|(name, record)| (name.clone(), record.policy.clone()))
             .collect();
-        let allocations: Vec<(ContainerInterface, String, String, u64)> = state
+        let allocations: Vec<PodAllocation> = state
             .allocations
             .values()
             .filter_map(|a| {
@@ -432,16 +456,12 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
                 ))
             })
             .collect();
-        let now = now_ms();
-        for (owner, namespace, name, allocated_at_ms) in &allocations {
-            let old_enough = now.saturating_sub(*allocated_at_ms) >= GC_GRACE.as_millis() as u64;
-            if old_enough && !existing.contains(&format!("{namespace}/{name}")) {
-                tracing::info!(pod = %format!("{namespace}/{name}"), owner = %owner, "releasing the address of a pod that no longer exists");
-                writes.push(Write {
-                    command: Command::ReleaseAddress(owner.clone()),
-                    actor: format!("{ACTOR_PREFIX}garbage-collector@{me}"),
-                });
-            }
+        for owner in stale_allocations(&allocations, &existing, now_ms(), GC_GRACE) {
+            tracing::info!(owner = %owner, "releasing the address of a pod that no longer exists");
+            writes.push(Write {
+                command: Command::ReleaseAddress(owner),
+                actor: format!("{ACTOR_PREFIX}garbage-collector@{me}"),
+            });
         }
     }
 
@@ -659,4 +679,62 @@ async fn submit(node: &Node, writes: Vec<Write>) {
         .fold(0usize, |sum, failed| async move { sum + failed })
         .await;
     tracing::debug!(count, failures, "mirrored changes written");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(id: &str) -> ContainerInterface {
+        ContainerInterface {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+        }
+    }
+
+    #[test]
+    fn only_old_addresses_of_pods_that_are_gone_are_collected() {
+        let now = 1_000_000;
+        let grace = Duration::from_secs(60);
+        let allocations = vec![
+            (owner("alive"), "default".into(), "web".into(), 0),
+            (owner("gone"), "default".into(), "old".into(), 0),
+            // Gone from the list, but too recent: the mirror may lag.
+            (owner("young"), "default".into(), "new".into(), now - 1_000),
+        ];
+        let existing = HashSet::from(["default/web".to_string()]);
+        assert_eq!(
+            stale_allocations(&allocations, &existing, now, grace),
+            vec![owner("gone")]
+        );
+        assert!(stale_allocations(&allocations, &existing, 30_000, grace).is_empty());
+    }
+
+    #[test]
+    fn pods_on_the_pod_network_are_mirrored_with_their_ports() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "kube-system", "name": "dns", "uid": "u1",
+                         "labels": {"k8s-app": "kube-dns"}},
+            "spec": {"nodeName": "host2", "containers": [{"name": "dns", "ports": [
+                {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "containerPort": 53}]}]}
+        }))
+        .expect("a pod");
+        let mirror = pod_mirror(&pod).expect("mirrored");
+        assert_eq!(mirror.node.as_deref(), Some("host2"));
+        assert_eq!(mirror.ports.len(), 2);
+        assert!(mirror
+            .ports
+            .iter()
+            .any(|p| p.protocol == PortProtocol::Udp && p.port == 53));
+        let host_network: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "kube-system", "name": "romana-node-x", "uid": "u2"},
+            "spec": {"hostNetwork": true, "containers": [{"name": "c"}]}
+        }))
+        .expect("a pod");
+        assert!(
+            pod_mirror(&host_network).is_none(),
+            "host-network pods have no address of ours"
+        );
+    }
 }
