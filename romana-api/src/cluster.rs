@@ -57,6 +57,14 @@ pub struct ReadyView {
     pub leader: Option<String>,
     /// Whether this node has a host record (it can be given addresses).
     pub registered_host: bool,
+    /// Whether this host's isolation rules are in place (ADDs are refused
+    /// until they are). Absent from older nodes: taken as true.
+    #[serde(default = "ready_by_default")]
+    pub isolation_ready: bool,
+}
+
+fn ready_by_default() -> bool {
+    true
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

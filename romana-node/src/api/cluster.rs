@@ -143,6 +143,9 @@ async fn ready(State(node): State<Node>) -> Json<ReadyView> {
         name: node.config.name.clone(),
         leader,
         registered_host,
+        isolation_ready: node
+            .firewall_ready
+            .load(std::sync::atomic::Ordering::SeqCst),
     })
 }
 

@@ -16,14 +16,14 @@ use serde::Serialize;
 
 use raft_store::entry::policy::Policy;
 use raft_store::state::Outcome;
-use romana_api::cluster::{MemberView, NodeView, NoteBody, StatusView};
+use romana_api::cluster::{MemberView, NodeView, NoteBody, ReadyView, StatusView};
 use romana_api::ipam::{
     AddressView, AllocateBody, AllocationView, HostView, LayoutView, NameBody, ReleaseBody,
     SegmentView, TenantView,
 };
 use romana_api::paths::{
     DEFAULT_API_SOCKET, PATH_ADDRESSES, PATH_ALLOCATIONS, PATH_EXPLAIN, PATH_HOSTS, PATH_LAYOUT,
-    PATH_NODES, PATH_NOTES, PATH_POLICIES, PATH_RELEASE, PATH_STATUS, PATH_TENANTS,
+    PATH_NODES, PATH_NOTES, PATH_POLICIES, PATH_READY, PATH_RELEASE, PATH_STATUS, PATH_TENANTS,
 };
 use romana_api::policy::ExplainView;
 
@@ -68,6 +68,10 @@ pub enum CtlCommand {
     /// This node's view of the cluster: role, leader, term, applied index,
     /// state hash, members.
     Status,
+    /// Exit 0 when this node serves ADDs (a leader is known, this host is
+    /// registered, its isolation rules are in place), 1 otherwise: the
+    /// DaemonSet's readiness probe.
+    Ready,
     /// Nodes of the cluster.
     Node {
         #[command(subcommand)]
@@ -241,6 +245,24 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
         CtlCommand::Status => {
             let status: StatusView = client.get(PATH_STATUS).await.map_err(api)?;
             render(cli.output, &status, status_table)
+        }
+        CtlCommand::Ready => {
+            let ready: ReadyView = client.get(PATH_READY).await.map_err(api)?;
+            let mut missing = Vec::new();
+            if ready.leader.is_none() {
+                missing.push("no leader is known");
+            }
+            if !ready.registered_host {
+                missing.push("this host is not registered");
+            }
+            if !ready.isolation_ready {
+                missing.push("the isolation rules are not in place");
+            }
+            if missing.is_empty() {
+                render(cli.output, &ready, |r| format!("{} is ready\n", r.name))
+            } else {
+                Err(Error::Api(format!("{} is not ready: {}", ready.name, missing.join(", "))))
+            }
         }
         CtlCommand::Node {
             command: NodeCommand::List,
