@@ -472,19 +472,31 @@ mod tests {
             ..conf(r#","tenant":"t1""#).expect("valid")
         };
         let args = |text: &str| CniArgs::parse(text).expect("valid args");
+        let tenant =
+            |config: &NetConf, text: &str| resolve_tenant(config, &args(text)).expect("a tenant").0;
         assert_eq!(
-            resolve_tenant(&config, &args("ROMANA_TENANT=t9;K8S_POD_NAMESPACE=ns"))
-                .expect("t")
-                .0,
-            "t9"
+            tenant(&config, "ROMANA_TENANT=t9;K8S_POD_NAMESPACE=ns").as_deref(),
+            Some("t9")
         );
         assert_eq!(
-            resolve_tenant(&config, &args("K8S_POD_NAMESPACE=ns"))
-                .expect("t")
-                .0,
-            "ns"
+            tenant(&config, "K8S_POD_NAMESPACE=ns").as_deref(),
+            Some("ns")
         );
-        assert_eq!(resolve_tenant(&config, &args("")).expect("t").0, "t1");
+        assert_eq!(tenant(&config, "").as_deref(), Some("t1"));
+        // Kubernetes mode: the node resolves a named pod's tenant and
+        // segment; an explicit ROMANA_TENANT still wins.
+        let kubernetes = NetConf {
+            kubernetes: true,
+            ..config.clone()
+        };
+        let pod = "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=web";
+        assert_eq!(tenant(&kubernetes, pod), None);
+        assert_eq!(resolve_segment(&kubernetes, &args(pod)).0, None);
+        assert_eq!(
+            tenant(&kubernetes, &format!("{pod};ROMANA_TENANT=t9")).as_deref(),
+            Some("t9")
+        );
+        assert_eq!(tenant(&kubernetes, "").as_deref(), Some("t1"));
         let bare = conf("").expect("valid");
         assert_eq!(
             resolve_tenant(&bare, &args(""))
@@ -493,8 +505,16 @@ mod tests {
                 .code,
             code::INVALID_CONFIG
         );
-        assert_eq!(resolve_segment(&bare, &args("")).0, "default");
-        assert_eq!(resolve_segment(&bare, &args("ROMANA_SEGMENT=web")).0, "web");
+        assert_eq!(
+            resolve_segment(&bare, &args("")).0.as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            resolve_segment(&bare, &args("ROMANA_SEGMENT=web"))
+                .0
+                .as_deref(),
+            Some("web")
+        );
     }
 
     #[test]

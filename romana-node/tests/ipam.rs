@@ -23,7 +23,7 @@ type WriteResult = romana_api::cluster::WriteResult<raft_store::state::Outcome>;
 fn allocate_body(host: &str, tenant: &str, segment: &str, container_id: &str) -> AllocateBody {
     AllocateBody {
         host: Some(host.to_string()),
-        tenant: tenant.to_string(),
+        tenant: Some(tenant.to_string()),
         segment: Some(segment.to_string()),
         container_id: container_id.to_string(),
         ifname: "eth0".into(),

@@ -261,7 +261,11 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
             if missing.is_empty() {
                 render(cli.output, &ready, |r| format!("{} is ready\n", r.name))
             } else {
-                Err(Error::Api(format!("{} is not ready: {}", ready.name, missing.join(", "))))
+                Err(Error::Api(format!(
+                    "{} is not ready: {}",
+                    ready.name,
+                    missing.join(", ")
+                )))
             }
         }
         CtlCommand::Node {

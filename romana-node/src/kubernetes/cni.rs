@@ -161,6 +161,41 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     std::fs::rename(&temporary, path).context(format!("cannot write {}", path.display()))
 }
 
+/// Writes the conflist once this node serves ADDs: it is a member and its
+/// isolation rules are in place (until then an ADD would be refused).
+pub async fn write_when_ready(
+    node: crate::node::Node,
+    dir: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut applied = node.shared.subscribe();
+    loop {
+        let ready = node
+            .firewall_ready
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && node
+                .shared
+                .read()
+                .state
+                .nodes
+                .contains_key(&node.config.name);
+        if ready {
+            match write_conflist(&dir, &node.config.api_socket) {
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), "serving ADDs: wrote the CNI conflist")
+                }
+                Err(e) => tracing::error!(error = %e, "cannot write the CNI conflist"),
+            }
+            return;
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            _ = applied.changed() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,40 +242,5 @@ mod tests {
         );
         assert!(!conf.join(CONFLIST_NAME).exists());
         assert!(!to.join(INSTALLED_LIST).exists());
-    }
-}
-
-/// Writes the conflist once this node serves ADDs: it is a member and its
-/// isolation rules are in place (until then an ADD would be refused).
-pub async fn write_when_ready(
-    node: crate::node::Node,
-    dir: PathBuf,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut applied = node.shared.subscribe();
-    loop {
-        let ready = node
-            .firewall_ready
-            .load(std::sync::atomic::Ordering::SeqCst)
-            && node
-                .shared
-                .read()
-                .state
-                .nodes
-                .contains_key(&node.config.name);
-        if ready {
-            match write_conflist(&dir, &node.config.api_socket) {
-                Ok(path) => {
-                    tracing::info!(path = %path.display(), "serving ADDs: wrote the CNI conflist")
-                }
-                Err(e) => tracing::error!(error = %e, "cannot write the CNI conflist"),
-            }
-            return;
-        }
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            _ = applied.changed() => {}
-            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-        }
     }
 }
