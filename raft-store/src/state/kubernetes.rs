@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::outcome::{Effect, Rejection};
 use super::ClusterState;
 use crate::entry::kubernetes::{pod_key, validate_labels, validate_namespace_name};
-use crate::entry::{Labels, PodMirror, PodPort, RequestMeta};
+use crate::entry::{Labels, PodMirror, RequestMeta};
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct KubernetesView {
@@ -30,12 +30,8 @@ pub struct NamespaceRecord {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct PodRecord {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub node: Option<String>,
-    pub labels: Labels,
-    pub ports: Vec<PodPort>,
+    /// What the controller mirrored.
+    pub pod: PodMirror,
     pub updated_index: u64,
     pub updated_at_ms: u64,
 }
@@ -53,10 +49,7 @@ impl KubernetesView {
 impl PodRecord {
     /// Whether this record says what `mirror` says (ignoring when).
     pub fn same_as(&self, mirror: &PodMirror) -> bool {
-        self.uid == mirror.uid
-            && self.node == mirror.node
-            && self.labels == mirror.labels
-            && self.ports == mirror.ports
+        self.pod == *mirror
     }
 }
 
@@ -107,12 +100,7 @@ impl ClusterState {
         self.kubernetes.pods.insert(
             key,
             PodRecord {
-                namespace: pod.namespace.clone(),
-                name: pod.name.clone(),
-                uid: pod.uid.clone(),
-                node: pod.node.clone(),
-                labels: pod.labels.clone(),
-                ports: pod.ports.clone(),
+                pod: pod.clone(),
                 updated_index: index,
                 updated_at_ms: meta.timestamp_ms,
             },

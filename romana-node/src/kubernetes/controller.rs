@@ -287,6 +287,11 @@ async fn ensure_tenants(node: &Node, context: &Context) {
     }
 }
 
+/// `(namespace, name)` of a namespaced object.
+fn namespaced(meta: &ObjectMeta) -> Option<(&str, &str)> {
+    Some((meta.namespace.as_deref()?, meta.name.as_deref()?))
+}
+
 fn labels_of(meta: &ObjectMeta) -> Labels {
     meta.labels.clone().unwrap_or_default()
 }
@@ -439,8 +444,8 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
             if !seen.contains(key) {
                 writes.push(Write {
                     command: Command::ForgetPod {
-                        namespace: record.namespace.clone(),
-                        name: record.name.clone(),
+                        namespace: record.pod.namespace.clone(),
+                        name: record.pod.name.clone(),
                     },
                     actor: mirror_actor.clone(),
                 });
@@ -448,13 +453,7 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         }
         let existing: HashSet<String> = pods
             .iter()
-            .filter_map(|p| {
-                Some(format!(
-                    "{}/{}",
-                    p.metadata.namespace.as_ref()?,
-                    p.metadata.name.as_ref()?
-                ))
-            })
+            .filter_map(|p| namespaced(&p.metadata).map(|(ns, name)| format!("{ns}/{name}")))
             .collect();
         for owner in stale_allocations(&allocations, &existing, now_ms(), GC_GRACE) {
             tracing::info!(owner = %owner, "releasing the address of a pod that no longer exists");
@@ -486,10 +485,7 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         let romana_ready = watches.romana_policies.ready();
         if let Some(items) = &policies_ready {
             for policy in items {
-                let (Some(namespace), Some(name)) = (
-                    policy.metadata.namespace.as_ref(),
-                    policy.metadata.name.as_ref(),
-                ) else {
+                let Some((namespace, name)) = namespaced(&policy.metadata) else {
                     continue;
                 };
                 let translated = serde_json::to_value(policy.as_ref())
@@ -504,10 +500,7 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
         }
         if let Some(items) = &romana_ready {
             for policy in items {
-                let (Some(namespace), Some(name)) = (
-                    policy.metadata.namespace.as_ref(),
-                    policy.metadata.name.as_ref(),
-                ) else {
+                let Some((namespace, name)) = namespaced(&policy.metadata) else {
                     continue;
                 };
                 let document = serde_json::json!({

@@ -127,7 +127,7 @@ impl Context {
             if let Some(pod) = view.pod(namespace, name) {
                 let namespace_labels = view.namespaces.get(namespace).map(|n| &n.labels);
                 return Ok(pod_network(
-                    &pod.labels,
+                    &pod.pod.labels,
                     namespace_labels,
                     &self.settings.default_tenant,
                 ));

@@ -291,6 +291,7 @@ pub const SHARED_LABEL: &str = "romana.io/shared";
 /// `romana.io/shared: "true"`, or a cluster DNS pod (`k8s-app: kube-dns` in
 /// `kube-system`, as CoreDNS and kube-dns label theirs).
 pub fn is_shared_service(pod: &raft_store::state::PodRecord) -> bool {
+    let pod = &pod.pod;
     pod.labels.get(SHARED_LABEL).map(String::as_str) == Some("true")
         || (pod.namespace == "kube-system"
             && pod.labels.get("k8s-app").map(String::as_str) == Some("kube-dns"))
@@ -309,11 +310,12 @@ pub struct SharedEndpoint {
 /// re-renders when this changes).
 pub fn shared_endpoints(state: &ClusterState) -> Vec<SharedEndpoint> {
     use std::collections::HashMap;
-    let shared: Vec<&raft_store::state::PodRecord> = state
+    let shared: Vec<&raft_store::entry::PodMirror> = state
         .kubernetes
         .pods
         .values()
-        .filter(|pod| is_shared_service(pod))
+        .filter(|record| is_shared_service(record))
+        .map(|record| &record.pod)
         .collect();
     if shared.is_empty() {
         return Vec::new();
