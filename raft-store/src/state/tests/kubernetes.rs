@@ -1,7 +1,9 @@
 //! The mirrored Kubernetes view: idempotent mirror and forget requests,
 //! checked input, and a hash that an empty view leaves as it was.
 
-use crate::entry::{ClusterRequest, Command, Labels, PodMirror, PodPort, PortProtocol, RequestMeta};
+use crate::entry::{
+    ClusterRequest, Command, Labels, PodMirror, PodPort, PortProtocol, RequestMeta,
+};
 use crate::layout::AddressLayout;
 use crate::state::{ClusterState, Effect, Outcome};
 
@@ -26,7 +28,10 @@ fn initialised() -> ClusterState {
             layout: AddressLayout::default(),
         },
     );
-    assert!(matches!(state.apply(1, 0, &init).outcome, Outcome::Applied(_)));
+    assert!(matches!(
+        state.apply(1, 0, &init).outcome,
+        Outcome::Applied(_)
+    ));
     state
 }
 
@@ -60,20 +65,33 @@ fn mirrored_pods_and_namespaces_are_upserted_and_forgotten_idempotently() {
         outcome(&mut state, 2, "p1", Command::MirrorPod(t1.clone())),
         Outcome::Applied(Effect::Mirrored { changed: true })
     );
-    assert_ne!(state.content_hash(), hash_without_view, "the view is hashed once it holds something");
+    assert_ne!(
+        state.content_hash(),
+        hash_without_view,
+        "the view is hashed once it holds something"
+    );
     // The same content again (a new leader's relist): no change.
     assert_eq!(
         outcome(&mut state, 3, "p2", Command::MirrorPod(t1.clone())),
         Outcome::Applied(Effect::Mirrored { changed: false })
     );
-    assert_eq!(state.kubernetes.pod("default", "web").map(|r| r.updated_index), Some(2));
+    assert_eq!(
+        state
+            .kubernetes
+            .pod("default", "web")
+            .map(|r| r.updated_index),
+        Some(2)
+    );
     // Relabelled: replaced.
     let t2 = pod(&[("romana.io/tenant", "t2")]);
     assert_eq!(
         outcome(&mut state, 4, "p3", Command::MirrorPod(t2.clone())),
         Outcome::Applied(Effect::Mirrored { changed: true })
     );
-    assert_eq!(state.kubernetes.pod("default", "web").map(|r| &r.pod), Some(&t2));
+    assert_eq!(
+        state.kubernetes.pod("default", "web").map(|r| &r.pod),
+        Some(&t2)
+    );
     let labels = Labels::from([("romana.io/tenant".to_string(), "t2".to_string())]);
     assert_eq!(
         outcome(
@@ -100,7 +118,14 @@ fn mirrored_pods_and_namespaces_are_upserted_and_forgotten_idempotently() {
         Outcome::Applied(Effect::Forgotten { existed: false })
     );
     assert_eq!(
-        outcome(&mut state, 8, "f3", Command::ForgetNamespace { name: "team-b".into() }),
+        outcome(
+            &mut state,
+            8,
+            "f3",
+            Command::ForgetNamespace {
+                name: "team-b".into()
+            }
+        ),
         Outcome::Applied(Effect::Forgotten { existed: true })
     );
     assert!(state.kubernetes.is_empty());
