@@ -3,9 +3,11 @@
 //! - [`install_cni`]: what the DaemonSet's init container runs
 //!   (`romana-node install-cni --from /opt/romana/cni --to /host/opt/cni/bin`):
 //!   every plugin binary is copied next to its destination and renamed over
-//!   it, so a runtime never executes a half-written plugin. The files it
-//!   created (not those it replaced) are listed in `.romana-installed`, so
-//!   `romana-node cleanup --uninstall` removes exactly those.
+//!   it, so a runtime never executes a half-written plugin. A plugin the
+//!   host already has (its own portmap or loopback) is left alone; `romana`
+//!   is always replaced. The files it created are listed in
+//!   `.romana-installed`, so `romana-node cleanup --uninstall` removes
+//!   exactly those and the host is as it was.
 //! - [`write_conflist`]: the node writes `10-romana.conflist` (romana, then
 //!   portmap) only once it serves ADDs; it stays in place across restarts
 //!   (an ADD while the node restarts fails and is retried by the kubelet).
@@ -24,11 +26,21 @@ pub const CONFLIST_NAME: &str = "10-romana.conflist";
 pub const NETWORK_NAME: &str = "romana";
 /// Where the plugin logs each ADD/DEL (the seed's path).
 pub const CNI_LOG_FILE: &str = "/tmp/romana-cni.log";
+/// The plugin this project ships (always installed, replacing an older one).
+pub const ROMANA_PLUGIN: &str = "romana";
 /// The record of the files `install-cni` created.
 pub const INSTALLED_LIST: &str = ".romana-installed";
 
+/// What `install-cni` did.
+#[derive(Debug, Default)]
+pub struct Installed {
+    pub installed: Vec<PathBuf>,
+    /// The host's own plugins, left as they were.
+    pub kept: Vec<PathBuf>,
+}
+
 /// Copies every regular file of `from` into `to`, atomically each.
-pub fn install_cni(from: &Path, to: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn install_cni(from: &Path, to: &Path) -> Result<Installed, Error> {
     std::fs::create_dir_all(to).context(format!("cannot create {}", to.display()))?;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(from)
         .context(format!("cannot read {}", from.display()))?
@@ -46,12 +58,17 @@ pub fn install_cni(from: &Path, to: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut created: BTreeSet<String> = std::fs::read_to_string(&list_path)
         .map(|text| text.lines().map(str::to_string).collect())
         .unwrap_or_default();
-    let mut installed = Vec::new();
+    let mut installed = Installed::default();
     for source in entries {
         let Some(file_name) = source.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
         let target = to.join(file_name);
+        if target.exists() && !created.contains(file_name) && file_name != ROMANA_PLUGIN {
+            // The host's own plugin (its portmap, say): left as it is.
+            installed.kept.push(target);
+            continue;
+        }
         if !target.exists() {
             created.insert(file_name.to_string());
         }
@@ -66,7 +83,7 @@ pub fn install_cni(from: &Path, to: &Path) -> Result<Vec<PathBuf>, Error> {
         sync_file(&temporary)?;
         std::fs::rename(&temporary, &target)
             .context(format!("cannot install {}", target.display()))?;
-        installed.push(target);
+        installed.installed.push(target);
     }
     let list: Vec<&str> = created.iter().map(String::as_str).collect();
     write_atomically(
@@ -223,6 +240,7 @@ mod tests {
         );
         // A second install (a restart) keeps the record of what it created.
         install_cni(&from, &to).expect("install again");
+        assert_eq!(std::fs::read(to.join("romana")).expect("read"), b"newer romana");
         write_conflist(&conf, Path::new("/run/romana/romana.sock")).expect("conflist");
         let text = std::fs::read_to_string(conf.join(CONFLIST_NAME)).expect("read");
         let value: serde_json::Value = serde_json::from_str(&text).expect("json");

@@ -87,8 +87,12 @@ fn main() {
                 Ok(())
             }
             DaemonCommand::InstallCni { from, to } => {
-                for path in romana_node::kubernetes::cni::install_cni(&from, &to)? {
+                let done = romana_node::kubernetes::cni::install_cni(&from, &to)?;
+                for path in done.installed {
                     println!("installed {}", path.display());
+                }
+                for path in done.kept {
+                    println!("kept the host's {}", path.display());
                 }
                 Ok(())
             }
