@@ -240,7 +240,10 @@ mod tests {
         );
         // A second install (a restart) keeps the record of what it created.
         install_cni(&from, &to).expect("install again");
-        assert_eq!(std::fs::read(to.join("romana")).expect("read"), b"newer romana");
+        assert_eq!(
+            std::fs::read(to.join("romana")).expect("read"),
+            b"newer romana"
+        );
         write_conflist(&conf, Path::new("/run/romana/romana.sock")).expect("conflist");
         let text = std::fs::read_to_string(conf.join(CONFLIST_NAME)).expect("read");
         let value: serde_json::Value = serde_json::from_str(&text).expect("json");
