@@ -227,18 +227,21 @@ mod tests {
         std::fs::create_dir_all(&to).expect("mkdir");
         std::fs::write(from.join("romana"), b"new romana").expect("write");
         std::fs::write(from.join("portmap"), b"our portmap").expect("write");
-        // portmap was there before the install: it is replaced, not owned.
+        // portmap was there before the install: the host's stays.
         std::fs::write(to.join("portmap"), b"their portmap").expect("write");
-        install_cni(&from, &to).expect("install");
+        let done = install_cni(&from, &to).expect("install");
+        assert_eq!(done.kept, vec![to.join("portmap")]);
         assert_eq!(
             std::fs::read(to.join("romana")).expect("read"),
             b"new romana"
         );
         assert_eq!(
             std::fs::read(to.join("portmap")).expect("read"),
-            b"our portmap"
+            b"their portmap"
         );
-        // A second install (a restart) keeps the record of what it created.
+        // A second install (a restart, with a newer romana) replaces romana
+        // and keeps the record of what it created.
+        std::fs::write(from.join("romana"), b"newer romana").expect("write");
         install_cni(&from, &to).expect("install again");
         assert_eq!(
             std::fs::read(to.join("romana")).expect("read"),
