@@ -384,25 +384,19 @@ async fn pod_tenant(
         )));
     }
     if !segment_known {
-        let created = node
-            .propose(
-                Command::CreateSegment {
-                    tenant: found.tenant.clone(),
-                    name: found.segment.clone(),
-                },
-                format!("node:{}", node.config.name),
-                Some(format!("k8s-segment-{}-{}", found.tenant, found.segment)),
-            )
-            .await?;
-        match created.outcome {
-            Outcome::Applied(_) | Outcome::Rejected(Rejection::SegmentExists { .. }) => {}
-            Outcome::Rejected(reason) => {
-                return Err(ApiError::BadRequest(format!(
-                    "pod {namespace}/{name}: segment {:?} of tenant {:?} (label romana.io/segment): {reason}",
-                    found.segment, found.tenant
-                )))
-            }
-        }
+        crate::kubernetes::ensure_segment(
+            node,
+            &found.tenant,
+            &found.segment,
+            format!("node:{}", node.config.name),
+        )
+        .await
+        .map_err(|reason| {
+            ApiError::BadRequest(format!(
+                "pod {namespace}/{name}: segment {:?} of tenant {:?} (label romana.io/segment): {reason}",
+                found.segment, found.tenant
+            ))
+        })?;
     }
     tracing::debug!(pod = %format!("{namespace}/{name}"), tenant = %found.tenant, source = %found.tenant_source, segment = %found.segment, "resolved a pod's tenant");
     Ok((found.tenant, found.segment))

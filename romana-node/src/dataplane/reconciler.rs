@@ -55,23 +55,24 @@ struct FirewallInputs {
 }
 
 impl FirewallInputs {
-    fn of(state: &ClusterState) -> Self {
+    /// `shared`: [`shared_endpoints`] of `state`, computed once per pass.
+    fn of(state: &ClusterState, shared: Vec<SharedEndpoint>) -> Self {
         Self {
             layout: state.layout().copied(),
             nodes: state.nodes.clone(),
             tenants: state.tenants.clone(),
             policies: state.policies.clone(),
-            shared: shared_endpoints(state),
+            shared,
         }
     }
 
     /// Compared field by field against the live state, without copying it.
-    fn matches(&self, state: &ClusterState) -> bool {
+    fn matches(&self, state: &ClusterState, shared: &[SharedEndpoint]) -> bool {
         self.layout.as_ref() == state.layout()
             && self.nodes == state.nodes
             && self.tenants == state.tenants
             && self.policies == state.policies
-            && self.shared == shared_endpoints(state)
+            && self.shared == shared
     }
 }
 
@@ -123,17 +124,18 @@ impl Reconciler {
     pub fn plan(&mut self, state: &ClusterState, drift_check: bool) -> Pass {
         let mut pass = Pass::default();
         if self.settings.firewall {
+            let shared = shared_endpoints(state);
             if !self
                 .firewall_inputs
                 .as_ref()
-                .is_some_and(|inputs| inputs.matches(state))
+                .is_some_and(|inputs| inputs.matches(state, &shared))
             {
                 let chains = desired_chains(state, self.settings.allow_host_to_pods);
                 if chains != self.chains {
                     self.firewall_in_place = false;
                 }
                 self.chains = chains;
-                self.firewall_inputs = Some(FirewallInputs::of(state));
+                self.firewall_inputs = Some(FirewallInputs::of(state, shared));
             }
             if !self.firewall_in_place || drift_check {
                 pass.chains = self.chains.clone();

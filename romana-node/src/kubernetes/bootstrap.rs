@@ -29,8 +29,6 @@
 //! it from its own secret at once (see [`ensure_secret`]).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node as KubeNode, Secret};
@@ -39,8 +37,9 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use raft_store::NodeId;
 
 use super::Context;
-use crate::config::{generated_secret_path, NodeConfig};
-use crate::error::{Context as _, Error};
+use crate::config::NodeConfig;
+use crate::error::Error;
+use crate::node::{new_cluster_secret, write_generated_secret};
 
 /// Key of the cluster secret in the Secret's data.
 pub const SECRET_KEY: &str = "cluster-secret";
@@ -93,7 +92,7 @@ async fn try_decide(
     let secret = match existing {
         Some(secret) => secret,
         None => {
-            let text = new_secret_text();
+            let text = new_cluster_secret();
             let candidate = lock_object(name, config, node_id, &text);
             match secrets.create(&PostParams::default(), &candidate).await {
                 Ok(created) => {
@@ -117,7 +116,7 @@ async fn try_decide(
         .and_then(|data| data.get(SECRET_KEY))
         .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_string())
         .ok_or_else(|| format!("Secret {name} has no {SECRET_KEY:?} key"))?;
-    write_secret_file(&config.data_dir, &text).map_err(|e| e.to_string())?;
+    write_generated_secret(&config.data_dir, &text).map_err(|e| e.to_string())?;
     let annotations = secret.metadata.annotations.unwrap_or_default();
     let creator = annotations
         .get(ANNOTATION_NODE)
@@ -201,25 +200,6 @@ async fn peer_addresses(context: &Context, config: &NodeConfig) -> Result<Vec<St
     }
     addresses.sort();
     Ok(addresses)
-}
-
-fn new_secret_text() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes the cluster secret where a resuming node reads it (mode 0600,
-/// atomically).
-fn write_secret_file(data_dir: &Path, text: &str) -> Result<(), Error> {
-    let path = generated_secret_path(data_dir);
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, format!("{text}\n"))
-        .context(format!("cannot write {}", temporary.display()))?;
-    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
-        .context(format!("cannot set mode of {}", temporary.display()))?;
-    std::fs::rename(&temporary, &path).context(format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// Recreates the Secret from this node's cluster secret if it is gone (run

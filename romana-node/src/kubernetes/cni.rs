@@ -26,6 +26,8 @@ pub const CONFLIST_NAME: &str = "10-romana.conflist";
 pub const NETWORK_NAME: &str = "romana";
 /// Where the plugin logs each ADD/DEL (the seed's path).
 pub const CNI_LOG_FILE: &str = "/tmp/romana-cni.log";
+/// Where runtimes look for CNI plugins.
+pub const DEFAULT_CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// The plugin this project ships (always installed, replacing an older one).
 pub const ROMANA_PLUGIN: &str = "romana";
 /// The record of the files `install-cni` created.

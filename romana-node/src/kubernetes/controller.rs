@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use super::{Context, TENANT_LABEL};
+use super::{labels_of, Context, TENANT_LABEL};
 use crate::node::{now_ms, Node};
 use crate::policy::formats;
 
@@ -244,12 +244,7 @@ async fn lead(node: Node, context: Context) {
 }
 
 fn cluster_secret_text(node: &Node) -> Option<String> {
-    let path = node
-        .config
-        .cluster_secret_file
-        .clone()
-        .unwrap_or_else(|| crate::config::generated_secret_path(&node.config.data_dir));
-    std::fs::read_to_string(path)
+    std::fs::read_to_string(crate::node::cluster_secret_path(&node.config))
         .ok()
         .map(|text| text.trim().to_string())
 }
@@ -290,10 +285,6 @@ async fn ensure_tenants(node: &Node, context: &Context) {
 /// `(namespace, name)` of a namespaced object.
 fn namespaced(meta: &ObjectMeta) -> Option<(&str, &str)> {
     Some((meta.namespace.as_deref()?, meta.name.as_deref()?))
-}
-
-fn labels_of(meta: &ObjectMeta) -> Labels {
-    meta.labels.clone().unwrap_or_default()
 }
 
 /// What the log should say of a pod, or `None` for pods not on the pod
@@ -565,8 +556,13 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
 
     // Segments are named by pods' labels: create those a policy names in a
     // configured tenant before the policy (which needs them to exist).
-    let segment_writes = missing_segments(node, &writes, &mirror_actor);
-    submit(node, segment_writes).await;
+    for (tenant, segment) in missing_segments(node, &writes) {
+        if let Err(reason) =
+            super::ensure_segment(node, &tenant, &segment, mirror_actor.clone()).await
+        {
+            tracing::warn!(tenant = %tenant, segment = %segment, %reason, "cannot create a segment a policy names");
+        }
+    }
     submit(node, writes).await;
 
     // Nodes: a host whose Kubernetes Node is gone leaves the membership,
@@ -601,9 +597,9 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
     }
 }
 
-/// `CreateSegment`s for the segments of existing tenants that the policies
-/// in `writes` name and that do not exist yet.
-fn missing_segments(node: &Node, writes: &[Write], actor: &str) -> Vec<Write> {
+/// The segments of existing tenants that the policies in `writes` name and
+/// that do not exist yet.
+fn missing_segments(node: &Node, writes: &[Write]) -> BTreeSet<(String, String)> {
     use raft_store::entry::policy::{Peer, Target};
     let projection = node.shared.read();
     let tenants = &projection.state.tenants;
@@ -638,12 +634,6 @@ fn missing_segments(node: &Node, writes: &[Write], actor: &str) -> Vec<Write> {
         }
     }
     wanted
-        .into_iter()
-        .map(|(tenant, name)| Write {
-            command: Command::CreateSegment { tenant, name },
-            actor: actor.to_string(),
-        })
-        .collect()
 }
 
 async fn submit(node: &Node, writes: Vec<Write>) {

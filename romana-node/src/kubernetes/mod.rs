@@ -19,13 +19,13 @@ pub mod bootstrap;
 pub mod cni;
 pub mod controller;
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::Client;
 use raft_store::entry::Labels;
-use raft_store::state::DEFAULT_SEGMENT_NAME;
+use raft_store::state::{Outcome, Rejection, DEFAULT_SEGMENT_NAME};
+use raft_store::Command;
 
 use crate::api_error::ApiError;
 use crate::config::KubernetesConfig;
@@ -97,8 +97,37 @@ pub fn pod_network(
     }
 }
 
-fn labels_of(labels: Option<&BTreeMap<String, String>>) -> Labels {
-    labels.cloned().unwrap_or_default()
+/// An object's labels (none: empty).
+pub(crate) fn labels_of(meta: &ObjectMeta) -> Labels {
+    meta.labels.clone().unwrap_or_default()
+}
+
+/// Creates segment `segment` of the existing tenant `tenant` unless it
+/// exists: segments are named by pods' labels (and by the policies that
+/// select them), tenants are configured. One request id per segment, so
+/// the node resolving an ADD and the controller creating it at once make
+/// one entry; a creation that lost a race (`SegmentExists`) is success.
+pub async fn ensure_segment(
+    node: &crate::node::Node,
+    tenant: &str,
+    segment: &str,
+    actor: String,
+) -> Result<(), String> {
+    let created = node
+        .propose(
+            Command::CreateSegment {
+                tenant: tenant.to_string(),
+                name: segment.to_string(),
+            },
+            actor,
+            Some(format!("k8s-segment-{tenant}-{segment}")),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match created.outcome {
+        Outcome::Applied(_) | Outcome::Rejected(Rejection::SegmentExists { .. }) => Ok(()),
+        Outcome::Rejected(reason) => Err(reason.to_string()),
+    }
 }
 
 impl Context {
@@ -150,9 +179,9 @@ impl Context {
                 "cannot look up namespace {namespace} in the Kubernetes API: {e}"
             ))
         })?;
-        let namespace_labels = namespace_object.map(|n| labels_of(n.metadata.labels.as_ref()));
+        let namespace_labels = namespace_object.map(|n| labels_of(&n.metadata));
         Ok(pod_network(
-            &labels_of(pod.metadata.labels.as_ref()),
+            &labels_of(&pod.metadata),
             namespace_labels.as_ref(),
             &self.settings.default_tenant,
         ))

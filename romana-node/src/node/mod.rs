@@ -94,12 +94,44 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `bytes` random bytes from the OS, hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    // getrandom only fails if the OS has no entropy source at all.
+    getrandom::getrandom(&mut buffer).expect("the OS random source is available");
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A random 128-bit request id, hex.
 pub fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    // getrandom only fails if the OS has no entropy source at all.
-    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    random_hex(16)
+}
+
+/// A new cluster secret: 256 random bits, hex.
+pub fn new_cluster_secret() -> String {
+    random_hex(32)
+}
+
+/// Writes a cluster secret where this node reads it at start
+/// (DATA_DIR/cluster-secret): mode 0600, atomically.
+pub fn write_generated_secret(data_dir: &Path, text: &str) -> Result<(), Error> {
+    let generated = generated_secret_path(data_dir);
+    let temporary = generated.with_extension("tmp");
+    std::fs::write(&temporary, format!("{text}\n"))
+        .context(format!("cannot write {}", temporary.display()))?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
+        .context(format!("cannot set mode of {}", temporary.display()))?;
+    std::fs::rename(&temporary, &generated)
+        .context(format!("cannot write {}", generated.display()))?;
+    Ok(())
+}
+
+/// The file this node's cluster secret is read from.
+pub fn cluster_secret_path(config: &NodeConfig) -> std::path::PathBuf {
+    config
+        .cluster_secret_file
+        .clone()
+        .unwrap_or_else(|| generated_secret_path(&config.data_dir))
 }
 
 fn new_node_id() -> NodeId {
@@ -326,16 +358,8 @@ fn load_secret(config: &NodeConfig, mode: StartMode) -> Result<ClusterSecret, Er
             "no cluster secret: pass --cluster-secret-file (a copy of DATA_DIR/cluster-secret from the node that created the cluster)".into(),
         ));
     }
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
-    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let temporary = generated.with_extension("tmp");
-    std::fs::write(&temporary, format!("{text}\n"))
-        .context(format!("cannot write {}", temporary.display()))?;
-    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
-        .context(format!("cannot set mode of {}", temporary.display()))?;
-    std::fs::rename(&temporary, &generated)
-        .context(format!("cannot write {}", generated.display()))?;
+    let text = new_cluster_secret();
+    write_generated_secret(&config.data_dir, &text)?;
     tracing::info!(path = %generated.display(), "generated a cluster secret; give a copy to joining nodes with --cluster-secret-file");
     ClusterSecret::new(&text).map_err(Error::Config)
 }

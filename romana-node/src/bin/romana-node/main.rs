@@ -37,7 +37,7 @@ enum DaemonCommand {
         #[arg(long, default_value = "/opt/romana/cni")]
         from: std::path::PathBuf,
         /// The runtime's CNI plugin directory.
-        #[arg(long, default_value = "/opt/cni/bin")]
+        #[arg(long, default_value = romana_node::kubernetes::cni::DEFAULT_CNI_BIN_DIR)]
         to: std::path::PathBuf,
     },
 }
@@ -50,7 +50,7 @@ struct CleanupArgs {
     uninstall: bool,
     #[arg(long, default_value = romana_node::config::DEFAULT_CNI_CONF_DIR)]
     cni_conf_dir: std::path::PathBuf,
-    #[arg(long, default_value = "/opt/cni/bin")]
+    #[arg(long, default_value = romana_node::kubernetes::cni::DEFAULT_CNI_BIN_DIR)]
     cni_bin_dir: std::path::PathBuf,
     #[arg(long, default_value = romana_node::config::DEFAULT_DATA_DIR)]
     data_dir: std::path::PathBuf,
