@@ -32,4 +32,16 @@ pub struct ExplainView {
     pub verdict: String,
     /// The rule or default that decides.
     pub decided_by: String,
+    /// The source's pod (`NAMESPACE/NAME`), if it is one.
+    #[serde(default)]
+    pub source_pod: Option<String>,
+    #[serde(default)]
+    pub destination_pod: Option<String>,
+    /// The Kubernetes NetworkPolicies that decide (`NAMESPACE/NAME`): the
+    /// one whose rule allows, or every one isolating the pod when none does.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// What the source's egress stage said, when a rule there matched.
+    #[serde(default)]
+    pub egress: Option<String>,
 }

@@ -219,8 +219,9 @@ spec:
 
 #[test]
 fn bad_policies_are_refused_and_change_nothing() {
-    // Goal: unknown protocol, port out of range, unknown tenant, unsupported
-    // field: refused with a clear error, no rule changes.
+    // Goal: unknown protocol, port out of range, unknown tenant, unknown
+    // selector operator, invalid port name, conflicting fields: refused with
+    // an error naming the field, no rule changes.
     let lab = LabGuard::up(1);
     lab.ctl("host1", &["segment", "create", "t1", "backend"]);
     lab.ctl("host1", &["segment", "create", "t2", "frontend"]);
@@ -234,10 +235,20 @@ fn bad_policies_are_refused_and_change_nothing() {
             "nope",
         ),
         (
-            KUBERNETES_POLICY.replace("romana.io/segment: backend", "app: web"),
-            "app",
+            KUBERNETES_POLICY.replace(
+                "    matchLabels:\n      romana.io/segment: backend",
+                "    matchExpressions:\n    - {key: app, operator: Near, values: [web]}",
+            ),
+            "spec.podSelector.matchExpressions[0].operator",
         ),
-        (KUBERNETES_POLICY.replace("port: 80", "port: http"), "port"),
+        (
+            KUBERNETES_POLICY.replace("port: 80", "port: Not_A_Name"),
+            "spec.ingress[0].ports[0].port",
+        ),
+        (
+            KUBERNETES_POLICY.replace("port: 80", "port: http\n      endPort: 90"),
+            "spec.ingress[0].ports[0].endPort",
+        ),
     ];
     for (text, needle) in &cases {
         let error = apply(&lab, text).expect_err("must be refused");

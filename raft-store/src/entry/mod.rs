@@ -47,6 +47,7 @@ use crate::layout::AddressLayout;
 
 pub mod ipam;
 pub mod kubernetes;
+pub mod network_policy;
 pub mod policy;
 pub mod validate;
 
@@ -55,6 +56,7 @@ pub use ipam::{
     MAX_IFNAME_BYTES,
 };
 pub use kubernetes::{Labels, PodMirror, PodPort, PortProtocol};
+pub use network_policy::NetworkPolicy;
 pub use policy::Policy;
 pub use validate::{validate_label, validate_node_address, validate_node_name};
 
@@ -195,6 +197,13 @@ pub enum Command {
         namespace: String,
         name: String,
     },
+    /// A Kubernetes NetworkPolicy (replacing the one of the same
+    /// namespace/name), in Kubernetes' own terms.
+    ApplyNetworkPolicy(NetworkPolicy),
+    DeleteNetworkPolicy {
+        namespace: String,
+        name: String,
+    },
 }
 
 impl ClusterRequest {
@@ -279,6 +288,25 @@ impl fmt::Display for Command {
                 )
             }
             Command::ForgetPod { namespace, name } => write!(f, "forget-pod {namespace}/{name}"),
+            Command::ApplyNetworkPolicy(policy) => {
+                let types: Vec<&str> = [
+                    policy.ingress.as_ref().map(|_| "ingress"),
+                    policy.egress.as_ref().map(|_| "egress"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                write!(
+                    f,
+                    "apply-network-policy {} pods={} types={}",
+                    policy.key(),
+                    policy.pod_selector,
+                    types.join(",")
+                )
+            }
+            Command::DeleteNetworkPolicy { namespace, name } => {
+                write!(f, "delete-network-policy {namespace}/{name}")
+            }
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum Protocol {
     Tcp,
     Udp,
     Icmp,
+    /// Kubernetes NetworkPolicies only (appended: variants are encoded by
+    /// position).
+    Sctp,
 }
 
 /// An IPv4 network: address with no bits set past the prefix.
@@ -221,6 +224,12 @@ pub fn validate(policy: &Policy) -> Result<(), Error> {
     for (i, rule) in policy.rules.iter().enumerate() {
         let field = format!("rules[{i}]");
         let has_ports = !rule.ports.is_empty() || !rule.port_ranges.is_empty();
+        if rule.protocol == Protocol::Sctp {
+            return Err(Error::invalid_policy(
+                format!("{field}.protocol"),
+                "sctp is for Kubernetes NetworkPolicies (tcp, udp, icmp or any)",
+            ));
+        }
         if has_ports && !matches!(rule.protocol, Protocol::Tcp | Protocol::Udp) {
             return Err(Error::invalid_policy(
                 field,

@@ -68,7 +68,7 @@ pub use ipam::{Allocation, BlockId};
 pub use kubernetes::{KubernetesView, NamespaceRecord, PodRecord};
 pub use ledger::{chain, NoteRecord, RequestLedger, MAX_REMEMBERED_REQUESTS, MAX_RETAINED_NOTES};
 pub use outcome::{AppliedRequest, Effect, Outcome, Rejection, Response};
-pub use policy::PolicyRecord;
+pub use policy::{NetworkPolicyRecord, PolicyRecord};
 pub use topology::{
     ClusterInfo, NodeRecord, SegmentRecord, TenantRecord, DEFAULT_SEGMENT_NAME, MAX_VOTERS_TARGET,
 };
@@ -109,6 +109,10 @@ pub struct ClusterState {
     /// Added in snapshot format 2: the last field, so a format-1 snapshot is
     /// this state without it.
     pub kubernetes: KubernetesView,
+    /// Kubernetes NetworkPolicies by `NAMESPACE/NAME`. Added in snapshot
+    /// format 3 (the last field: a format-2 snapshot is this state without
+    /// it).
+    pub network_policies: BTreeMap<String, NetworkPolicyRecord>,
 }
 
 impl ClusterState {
@@ -182,6 +186,10 @@ impl ClusterState {
             Command::ForgetNamespace { name } => self.forget_namespace(name),
             Command::MirrorPod(pod) => self.mirror_pod(pod, index, meta),
             Command::ForgetPod { namespace, name } => self.forget_pod(namespace, name),
+            Command::ApplyNetworkPolicy(policy) => self.apply_network_policy(policy, index, meta),
+            Command::DeleteNetworkPolicy { namespace, name } => {
+                self.delete_network_policy(namespace, name)
+            }
         }
     }
 
@@ -189,9 +197,10 @@ impl ClusterState {
     /// holds only ordered collections and fixed-width integers, so the same
     /// state encodes to the same bytes on every machine and build.
     ///
-    /// An empty Kubernetes view is left out of the hash, so a history with
-    /// no Kubernetes objects hashes as it did before the view existed (a
-    /// rolling upgrade compares equal hashes across both releases).
+    /// An empty Kubernetes view and an empty set of NetworkPolicies are left
+    /// out of the hash, so a history without them hashes as it did before
+    /// they existed (a rolling upgrade compares equal hashes across
+    /// releases).
     pub fn content_hash(&self) -> String {
         let mut hasher = Sha256::new();
         let core = StateV1Ref::of(self);
@@ -199,6 +208,12 @@ impl ClusterState {
         if !self.kubernetes.is_empty() {
             hasher.update(
                 bincode::serialize(&self.kubernetes).expect("the view is always serialisable"),
+            );
+        }
+        if !self.network_policies.is_empty() {
+            hasher.update(
+                bincode::serialize(&self.network_policies)
+                    .expect("policies are always serialisable"),
             );
         }
         hex::encode(hasher.finalize())
@@ -294,6 +309,55 @@ impl From<StateV1> for ClusterState {
             audit_head: v1.audit_head,
             audit_count: v1.audit_count,
             kubernetes: KubernetesView::default(),
+            network_policies: BTreeMap::new(),
         }
+    }
+}
+
+/// [`ClusterState`] as snapshot format 2 stored it (before NetworkPolicies):
+/// bincode encodes nested structs field after field, so this reads the
+/// format-1 fields followed by the Kubernetes view.
+#[derive(Deserialize)]
+pub struct StateV2 {
+    core: StateV1,
+    kubernetes: KubernetesView,
+}
+
+impl From<StateV2> for ClusterState {
+    fn from(v2: StateV2) -> Self {
+        ClusterState {
+            kubernetes: v2.kubernetes,
+            ..ClusterState::from(v2.core)
+        }
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use crate::entry::{PodMirror, RequestMeta};
+
+    #[test]
+    fn a_format_2_state_reads_as_this_state_without_network_policies() {
+        let mut state = ClusterState::default();
+        let meta = RequestMeta {
+            actor: "test".into(),
+            request_id: "r".into(),
+            timestamp_ms: 7,
+        };
+        let pod = PodMirror {
+            namespace: "x".into(),
+            name: "a".into(),
+            uid: "u1".into(),
+            node: None,
+            labels: [("pod".to_string(), "a".to_string())].into(),
+            ports: Vec::new(),
+        };
+        state.mirror_pod(&pod, 3, &meta).expect("mirror");
+        // What a format-2 release wrote: the format-1 fields, then the view.
+        let bytes =
+            bincode::serialize(&(StateV1Ref::of(&state), &state.kubernetes)).expect("serialise");
+        let read: StateV2 = bincode::deserialize(&bytes).expect("read format 2");
+        assert_eq!(ClusterState::from(read), state);
     }
 }

@@ -6,12 +6,22 @@ use serde::{Deserialize, Serialize};
 
 use super::outcome::{Effect, Rejection};
 use super::ClusterState;
+use crate::entry::network_policy::network_policy_key;
 use crate::entry::policy::{validate, Peer, Policy, Target, MAX_POLICY_ITEMS};
-use crate::entry::RequestMeta;
+use crate::entry::{NetworkPolicy, RequestMeta};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRecord {
     pub policy: Policy,
+    pub applied_at_ms: u64,
+    pub applied_index: u64,
+    pub actor: String,
+}
+
+/// A Kubernetes NetworkPolicy in force.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPolicyRecord {
+    pub policy: NetworkPolicy,
     pub applied_at_ms: u64,
     pub applied_index: u64,
     pub actor: String,
@@ -84,9 +94,10 @@ impl ClusterState {
         })
     }
 
-    /// Deletes the policy `name`, and every policy named `name/...` (a
-    /// Kubernetes NetworkPolicy `NS/NAME` is stored as `NS/NAME/ingress/0`,
-    /// ...; deleting `NS/NAME` deletes them all).
+    /// Deletes the policy `name`, every policy named `name/...` (earlier
+    /// releases stored a Kubernetes NetworkPolicy `NS/NAME` as
+    /// `NS/NAME/ingress/0`, ...; deleting `NS/NAME` deletes them all), and
+    /// the NetworkPolicy `name`.
     pub(crate) fn delete_policy(&mut self, name: &str) -> Result<Effect, Rejection> {
         let prefix = format!("{name}/");
         let doomed: Vec<String> = self
@@ -95,7 +106,8 @@ impl ClusterState {
             .filter(|key| key.as_str() == name || key.starts_with(&prefix))
             .cloned()
             .collect();
-        if doomed.is_empty() {
+        let network_policy = self.network_policies.remove(name).is_some();
+        if doomed.is_empty() && !network_policy {
             return Err(Rejection::UnknownPolicy {
                 name: name.to_string(),
             });
@@ -104,5 +116,42 @@ impl ClusterState {
             self.policies.remove(key);
         }
         Ok(Effect::PolicyDeleted)
+    }
+
+    pub(crate) fn apply_network_policy(
+        &mut self,
+        policy: &NetworkPolicy,
+        index: u64,
+        meta: &RequestMeta,
+    ) -> Result<Effect, Rejection> {
+        policy
+            .validate()
+            .map_err(|reason| Rejection::InvalidArgument {
+                reason: format!("NetworkPolicy {}: {reason}", policy.key()),
+            })?;
+        let key = policy.key();
+        let record = NetworkPolicyRecord {
+            policy: policy.clone(),
+            applied_at_ms: meta.timestamp_ms,
+            applied_index: index,
+            actor: meta.actor.clone(),
+        };
+        let replaced = self.network_policies.insert(key.clone(), record).is_some();
+        Ok(Effect::PoliciesApplied {
+            names: vec![key],
+            replaced: usize::from(replaced),
+        })
+    }
+
+    pub(crate) fn delete_network_policy(
+        &mut self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Effect, Rejection> {
+        let key = network_policy_key(namespace, name);
+        match self.network_policies.remove(&key) {
+            Some(_) => Ok(Effect::PolicyDeleted),
+            None => Err(Rejection::UnknownPolicy { name: key }),
+        }
     }
 }

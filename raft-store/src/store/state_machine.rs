@@ -129,8 +129,9 @@ struct StoredSnapshot {
 }
 
 /// Format of the snapshot body; bumped if [`ClusterState`]'s encoding
-/// changes. 2: the state gained its Kubernetes view (the last field).
-const SNAPSHOT_FORMAT_VERSION: u16 = 2;
+/// changes. 2: the state gained its Kubernetes view (the last field); 3:
+/// and then its NetworkPolicies.
+const SNAPSHOT_FORMAT_VERSION: u16 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
@@ -150,6 +151,14 @@ struct SnapshotBodyV1 {
     #[allow(dead_code)]
     format_version: u16,
     state: crate::state::StateV1,
+}
+
+/// A format-2 body (written by releases before NetworkPolicies).
+#[derive(Deserialize)]
+struct SnapshotBodyV2 {
+    #[allow(dead_code)]
+    format_version: u16,
+    state: crate::state::StateV2,
 }
 
 /// Makes snapshot ids unique within a process (with term and index, globally).
@@ -253,6 +262,7 @@ impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
         let state = match format.format_version {
             SNAPSHOT_FORMAT_VERSION => decode::<SnapshotBody>(data, subject())?.state,
             1 => ClusterState::from(decode::<SnapshotBodyV1>(data, subject())?.state),
+            2 => ClusterState::from(decode::<SnapshotBodyV2>(data, subject())?.state),
             other => {
                 return Err(StorageError::IO {
                     source: openraft::StorageIOError::read_snapshot(

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use raft_store::entry::policy::{Policy, Protocol};
-use raft_store::state::Outcome;
+use raft_store::state::{ClusterState, Effect, NetworkPolicyRecord, Outcome, PolicyRecord};
 use raft_store::Command;
 use romana_api::cluster::WriteResult;
 use romana_api::paths::{PATH_EXPLAIN, PATH_POLICIES, POLICY_ROUTE, TPR_POLICIES_ROUTE};
@@ -18,8 +18,8 @@ use romana_api::policy::{ExplainQuery, ExplainView, PolicyView};
 use super::{client_actor, write_result, Listener};
 use crate::api_error::ApiError;
 use crate::node::{new_request_id, Node};
-use crate::policy::compiler::{compile, explain, Packet, Verdict};
-use crate::policy::formats::{parse_policy_file, parse_tpr};
+use crate::policy::compiler::{compile, explain, Packet, Scope, Verdict};
+use crate::policy::formats::{parse_policy_file, parse_tpr, PolicyFile};
 
 pub fn routes() -> Router<Node> {
     Router::new()
@@ -36,16 +36,64 @@ async fn propose_policies(
     headers: &HeaderMap,
     policies: Vec<Policy>,
 ) -> Result<Json<WriteResult<Outcome>>, ApiError> {
-    let request_id = new_request_id();
+    propose_file(
+        node,
+        listener,
+        headers,
+        PolicyFile {
+            policies,
+            network_policies: Vec::new(),
+        },
+    )
+    .await
+}
+
+/// Proposes a file's Romana policies (one request, all or none), then each
+/// of its NetworkPolicies; stops at the first refusal. The answer is the
+/// last request's, naming every policy applied.
+async fn propose_file(
+    node: &Node,
+    listener: Listener,
+    headers: &HeaderMap,
+    file: PolicyFile,
+) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let actor = client_actor(node, listener, headers);
-    let applied = node
-        .propose(
-            Command::ApplyPolicies { policies },
-            actor,
-            Some(request_id.clone()),
-        )
-        .await?;
-    write_result(request_id, applied)
+    let mut commands = Vec::new();
+    if !file.policies.is_empty() {
+        commands.push(Command::ApplyPolicies {
+            policies: file.policies,
+        });
+    }
+    commands.extend(
+        file.network_policies
+            .into_iter()
+            .map(Command::ApplyNetworkPolicy),
+    );
+    let mut names = Vec::new();
+    let mut replaced = 0;
+    let mut last = None;
+    for command in commands {
+        let request_id = new_request_id();
+        let applied = node
+            .propose(command, actor.clone(), Some(request_id.clone()))
+            .await?;
+        let Json(result) = write_result(request_id, applied)?;
+        if let Outcome::Applied(Effect::PoliciesApplied {
+            names: applied_names,
+            replaced: applied_replaced,
+        }) = &result.outcome
+        {
+            names.extend(applied_names.iter().cloned());
+            replaced += applied_replaced;
+        }
+        last = Some(result);
+    }
+    let mut result =
+        last.ok_or_else(|| ApiError::BadRequest("no policy found in the file".into()))?;
+    if !names.is_empty() {
+        result.outcome = Outcome::Applied(Effect::PoliciesApplied { names, replaced });
+    }
+    Ok(Json(result))
 }
 
 async fn apply(
@@ -56,8 +104,8 @@ async fn apply(
 ) -> Result<Json<WriteResult<Outcome>>, ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the policy file is not UTF-8".into()))?;
-    let policies = parse_policy_file(text).map_err(ApiError::BadRequest)?;
-    propose_policies(&node, listener, &headers, policies).await
+    let file = parse_policy_file(text).map_err(ApiError::BadRequest)?;
+    propose_file(&node, listener, &headers, file).await
 }
 
 async fn apply_tpr(
@@ -73,41 +121,60 @@ async fn apply_tpr(
     propose_policies(&node, listener, &headers, policies).await
 }
 
-async fn list(State(node): State<Node>) -> Json<Vec<PolicyView<Policy>>> {
+fn view_of(name: &str, record: &PolicyRecord) -> PolicyView {
+    PolicyView {
+        name: name.to_string(),
+        applied_at_ms: record.applied_at_ms,
+        applied_index: record.applied_index,
+        actor: record.actor.clone(),
+        policy: serde_json::to_value(&record.policy).unwrap_or_default(),
+    }
+}
+
+fn network_view_of(name: &str, record: &NetworkPolicyRecord) -> PolicyView {
+    PolicyView {
+        name: name.to_string(),
+        applied_at_ms: record.applied_at_ms,
+        applied_index: record.applied_index,
+        actor: record.actor.clone(),
+        policy: serde_json::to_value(&record.policy).unwrap_or_default(),
+    }
+}
+
+/// Romana policies and NetworkPolicies, by name.
+async fn list(State(node): State<Node>) -> Json<Vec<PolicyView>> {
     let projection = node.shared.read();
-    Json(
-        projection
-            .state
-            .policies
-            .iter()
-            .map(|(name, record)| PolicyView {
-                name: name.clone(),
-                applied_at_ms: record.applied_at_ms,
-                applied_index: record.applied_index,
-                actor: record.actor.clone(),
-                policy: record.policy.clone(),
-            })
-            .collect(),
-    )
+    let state = &projection.state;
+    let mut views: Vec<PolicyView> = state
+        .policies
+        .iter()
+        .map(|(name, record)| view_of(name, record))
+        .chain(
+            state
+                .network_policies
+                .iter()
+                .map(|(name, record)| network_view_of(name, record)),
+        )
+        .collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(views)
 }
 
 async fn show(
     State(node): State<Node>,
     Path(name): Path<String>,
-) -> Result<Json<PolicyView<Policy>>, ApiError> {
+) -> Result<Json<PolicyView>, ApiError> {
     let projection = node.shared.read();
-    let record = projection.state.policies.get(&name).ok_or_else(|| {
+    let state = &projection.state;
+    if let Some(record) = state.network_policies.get(&name) {
+        return Ok(Json(network_view_of(&name, record)));
+    }
+    let record = state.policies.get(&name).ok_or_else(|| {
         ApiError::from_rejection(&raft_store::state::Rejection::UnknownPolicy {
             name: name.clone(),
         })
     })?;
-    Ok(Json(PolicyView {
-        name,
-        applied_at_ms: record.applied_at_ms,
-        applied_index: record.applied_index,
-        actor: record.actor.clone(),
-        policy: record.policy.clone(),
-    }))
+    Ok(Json(view_of(&name, record)))
 }
 
 async fn delete(
@@ -134,9 +201,39 @@ pub fn parse_protocol(text: Option<&str>) -> Result<Protocol, String> {
         Some("tcp") => Ok(Protocol::Tcp),
         Some("udp") => Ok(Protocol::Udp),
         Some("icmp") => Ok(Protocol::Icmp),
+        Some("sctp") => Ok(Protocol::Sctp),
         Some(other) => Err(format!(
-            "protocol {other:?}: expected tcp, udp, icmp or any"
+            "protocol {other:?}: expected tcp, udp, sctp, icmp or any"
         )),
+    }
+}
+
+/// An address, or a pod by `NAMESPACE/NAME` (its first address).
+fn endpoint_address(state: &ClusterState, text: &str, what: &str) -> Result<Ipv4Addr, ApiError> {
+    if let Ok(address) = text.parse::<Ipv4Addr>() {
+        return Ok(address);
+    }
+    let Some((namespace, name)) = text.split_once('/') else {
+        return Err(ApiError::BadRequest(format!(
+            "{what} {text:?} is neither an IPv4 address nor a pod (NAMESPACE/NAME)"
+        )));
+    };
+    state
+        .allocations
+        .iter()
+        .find(|(_, a)| {
+            a.pod_namespace.as_deref() == Some(namespace) && a.pod_name.as_deref() == Some(name)
+        })
+        .map(|(address, _)| *address)
+        .ok_or_else(|| ApiError::NotFound(format!("{what}: no pod {text} holds an address")))
+}
+
+fn pod_at(state: &ClusterState, address: Ipv4Addr) -> Option<String> {
+    let allocation = state.allocations.get(&address)?;
+    match (&allocation.pod_namespace, &allocation.pod_name) {
+        (Some(namespace), Some(name)) => Some(format!("{namespace}/{name}")),
+        (None, Some(name)) => Some(name.clone()),
+        _ => None,
     }
 }
 
@@ -144,29 +241,50 @@ async fn explain_packet(
     State(node): State<Node>,
     Query(query): Query<ExplainQuery>,
 ) -> Result<Json<ExplainView>, ApiError> {
-    let address = |text: &str, what: &str| {
-        text.parse::<Ipv4Addr>()
-            .map_err(|_| ApiError::BadRequest(format!("{what} {text:?} is not an IPv4 address")))
-    };
+    let projection = node.shared.read();
+    let state = &projection.state;
     let packet = Packet {
-        source: address(&query.src, "source")?,
-        destination: address(&query.dst, "destination")?,
+        source: endpoint_address(state, &query.src, "source")?,
+        destination: endpoint_address(state, &query.dst, "destination")?,
         protocol: parse_protocol(query.protocol.as_deref()).map_err(ApiError::BadRequest)?,
         port: query.port,
     };
-    let projection = node.shared.read();
-    let rules = compile(&projection.state)
+    let compiled = compile(state, Scope::Cluster)
         .ok_or_else(|| ApiError::Unavailable("the cluster is not initialised yet".into()))?;
-    let rule = explain(&rules, &packet).ok_or_else(|| {
-        ApiError::Internal("no rule matched (the last rule matches everything)".into())
-    })?;
-    let verdict = match rule.verdict {
+    let decision = explain(&compiled, &packet);
+    let verdict = match decision.verdict {
         Verdict::Accept => "allowed",
         Verdict::Drop => "denied",
         Verdict::Return => "not-romana",
     };
+    let policies = match decision.decided_by {
+        Some(rule) if rule.verdict == Verdict::Drop && !rule.policies.is_empty() => {
+            // Isolated: every policy isolating the pod in that stage decides.
+            let stage = if decision.egress == Some(rule) {
+                &compiled.egress
+            } else {
+                &compiled.ingress
+            };
+            let mut names: Vec<String> = stage
+                .iter()
+                .filter(|r| r.verdict == Verdict::Drop && r.matches(&packet, &compiled.sets))
+                .flat_map(|r| r.policies.iter().cloned())
+                .collect();
+            names.dedup();
+            names
+        }
+        Some(rule) => rule.policies.clone(),
+        None => Vec::new(),
+    };
     Ok(Json(ExplainView {
         verdict: verdict.to_string(),
-        decided_by: rule.origin.clone(),
+        decided_by: decision
+            .decided_by
+            .map(|rule| rule.origin.clone())
+            .unwrap_or_else(|| "not pod traffic".into()),
+        source_pod: pod_at(state, packet.source),
+        destination_pod: pod_at(state, packet.destination),
+        policies,
+        egress: decision.egress.map(|rule| rule.origin.clone()),
     }))
 }

@@ -35,8 +35,31 @@ pub mod audit;
 
 /// A write's answer, its outcome in the event model's terms.
 type WriteResult = romana_api::cluster::WriteResult<Outcome>;
-/// A policy in force, as the event model has it.
-type PolicyView = romana_api::policy::PolicyView<Policy>;
+/// A policy in force: a Romana policy or a Kubernetes NetworkPolicy.
+type PolicyView = romana_api::policy::PolicyView;
+
+/// Direction(s), format and number of rules of a listed policy.
+fn policy_summary(policy: &serde_json::Value) -> (String, String, usize) {
+    if let Ok(policy) = serde_json::from_value::<Policy>(policy.clone()) {
+        return (
+            format!("{:?}", policy.direction).to_lowercase(),
+            format!("{:?}", policy.format).to_lowercase(),
+            policy.rules.len(),
+        );
+    }
+    if let Ok(policy) = serde_json::from_value::<raft_store::entry::NetworkPolicy>(policy.clone()) {
+        let mut directions = Vec::new();
+        let mut rules = 0;
+        for (name, direction) in [("ingress", &policy.ingress), ("egress", &policy.egress)] {
+            if let Some(direction) = direction {
+                directions.push(name);
+                rules += direction.len();
+            }
+        }
+        return (directions.join(","), "networkpolicy".into(), rules);
+    }
+    ("?".into(), "?".into(), 0)
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "romanactl", version, about = "Operate a Romana cluster")]
@@ -541,11 +564,12 @@ async fn policy_command(
                 let rows: Vec<Vec<String>> = policies
                     .iter()
                     .map(|p| {
+                        let (direction, format, rules) = policy_summary(&p.policy);
                         vec![
                             p.name.clone(),
-                            format!("{:?}", p.policy.direction).to_lowercase(),
-                            format!("{:?}", p.policy.format).to_lowercase(),
-                            p.policy.rules.len().to_string(),
+                            direction,
+                            format,
+                            rules.to_string(),
                             p.applied_index.to_string(),
                         ]
                     })
@@ -599,7 +623,22 @@ async fn policy_command(
                 .await
                 .map_err(api)?;
             render(output, &view, |v| {
-                format!("{}: {}\n", v.verdict, v.decided_by)
+                let mut text = format!("{}: {}\n", v.verdict, v.decided_by);
+                for (what, pod) in [
+                    ("source", &v.source_pod),
+                    ("destination", &v.destination_pod),
+                ] {
+                    if let Some(pod) = pod {
+                        text.push_str(&format!("  {what} pod: {pod}\n"));
+                    }
+                }
+                if let Some(egress) = &v.egress {
+                    text.push_str(&format!("  egress: {egress}\n"));
+                }
+                if !v.policies.is_empty() {
+                    text.push_str(&format!("  NetworkPolicies: {}\n", v.policies.join(", ")));
+                }
+                text
             })
         }
     }

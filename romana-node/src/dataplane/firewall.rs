@@ -1,19 +1,28 @@
-//! Tenant isolation, enforced with iptables, derived from the projection.
+//! Tenant isolation and network policies, enforced with iptables, derived
+//! from the projection by the policy compiler ([`crate::policy::compiler`]).
 //!
 //! Because tenant bits sit at fixed positions in every pod address, "all
 //! pods of tenant t, on every host" is one (non-contiguous) mask match, e.g.
-//! `10.0.16.0/255.0.240.0`. The rule set therefore grows with tenants (and,
-//! later, policies), never with pods:
+//! `10.0.16.0/255.0.240.0`; the pods a NetworkPolicy selects are an ipset
+//! ([`super::ipsets`]). The rule set therefore grows with tenants and
+//! policies, never with pods:
 //!
 //! ```text
 //! FORWARD (policy DROP)           -j ROMANA-FORWARD          first rule
 //!                                 ... other software's rules ...
 //!                                 -j ACCEPT                  last rule ("romana: tail")
-//! ROMANA-FORWARD  ctstate RELATED,ESTABLISHED                  -j ACCEPT   replies
-//!                 ! -s CIDR ! -d CIDR                          -j RETURN   not pod traffic
-//!                 -s T/MASK -d T/MASK          (per tenant)    -j ACCEPT   within a tenant
-//!                 -s CIDR -d CIDR                              -j DROP     between tenants
-//!                                                              -j ACCEPT   pods <-> outside
+//! ROMANA-FORWARD  ctstate RELATED,ESTABLISHED   -j ACCEPT          replies
+//!                 ! -s CIDR ! -d CIDR           -j RETURN          not pod traffic
+//!                 -s HOST-PREFIX                -j ROMANA-EGRESS   this host's pods send
+//!                 -d HOST-PREFIX                -j ROMANA-INGRESS  this host's pods receive
+//!                                               -j ACCEPT          the destination's host decides
+//! ROMANA-EGRESS   policy allow rules            -j RETURN
+//!                 -m set --match-set POD-SET src -j DROP           isolated for egress
+//! ROMANA-INGRESS  policy allow rules            -j ACCEPT
+//!                 -m set --match-set POD-SET dst -j DROP           isolated for ingress
+//!                 -s T/MASK -d T/MASK           -j ACCEPT          within a tenant
+//!                 -s CIDR -d CIDR               -j DROP            between tenants
+//!                                               -j ACCEPT          pods <-> outside
 //! ```
 //!
 //! Fail closed: the chain policy of FORWARD is DROP and the tail ACCEPT
@@ -22,8 +31,8 @@
 //! stops until the next reconcile puts the rules back, but tenants never see
 //! each other. Every change is one `iptables-restore --noflush` transaction
 //! (with `-w`), so a restart re-applying the rules opens no window either.
-//! Only the project's own chain, its jump and its tail rule are written;
-//! kube-proxy's or portmap's chains are never touched.
+//! Only the project's own chains (`ROMANA-*`), its jumps and its tail rule
+//! are written; kube-proxy's or portmap's chains are never touched.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -33,14 +42,20 @@ use std::collections::BTreeMap;
 use raft_store::entry::policy::Protocol;
 use raft_store::state::ClusterState;
 
-use crate::policy::compiler::{compile, MatchRule, Verdict};
+use crate::policy::compiler::{compile, Compiled, MatchRule, Scope, SetMatch, Sets, Verdict};
 
 /// The project's chain in the filter table.
 pub const CHAIN: &str = "ROMANA-FORWARD";
+/// The egress stage (this host's pods as sources).
+pub const EGRESS_CHAIN: &str = "ROMANA-EGRESS";
+/// The ingress stage (this host's pods as destinations).
+pub const INGRESS_CHAIN: &str = "ROMANA-INGRESS";
 /// Prefix of the helper chains of rules with exceptions (`ipBlock.except`).
 pub const EXCEPT_CHAIN_PREFIX: &str = "ROMANA-X-";
 /// The chain jumped from OUTPUT when the host may not reach its pods.
 pub const OUTPUT_CHAIN: &str = "ROMANA-OUTPUT";
+/// Every chain of the project starts with this.
+const CHAIN_PREFIX: &str = "ROMANA-";
 /// Comment of the tail rule of FORWARD.
 const TAIL_COMMENT: &str = "romana: tail";
 
@@ -51,12 +66,18 @@ pub struct FirewallError(String);
 /// The project's chains and their rules, as `iptables -S` prints them.
 pub type Chains = BTreeMap<String, Vec<String>>;
 
+fn set_match(set: &SetMatch, side: &str) -> String {
+    let flags = if set.with_port {
+        format!("{side},dst")
+    } else {
+        side.to_string()
+    };
+    format!(" -m set --match-set {} {flags}", set.name)
+}
+
+/// The matches of a rule, in the order `iptables -S` prints them.
 fn render_matches(rule: &MatchRule) -> String {
     let mut text = String::new();
-    if let Some(cidr) = &rule.not_pod_traffic {
-        let c = cidr.render();
-        return format!(" ! -s {c} ! -d {c}");
-    }
     if let Some(source) = &rule.source {
         text.push_str(&format!(" -s {}", source.render()));
     }
@@ -68,9 +89,18 @@ fn render_matches(rule: &MatchRule) -> String {
         Protocol::Tcp => Some("tcp"),
         Protocol::Udp => Some("udp"),
         Protocol::Icmp => Some("icmp"),
+        Protocol::Sctp => Some("sctp"),
     };
     if let Some(protocol) = protocol {
         text.push_str(&format!(" -p {protocol}"));
+    }
+    if let Some(set) = &rule.source_set {
+        text.push_str(&set_match(set, "src"));
+    }
+    if let Some(set) = &rule.destination_set {
+        text.push_str(&set_match(set, "dst"));
+    }
+    if let Some(protocol) = protocol {
         let item = |(start, end): &(u16, u16)| {
             if start == end {
                 start.to_string()
@@ -96,55 +126,133 @@ fn render_matches(rule: &MatchRule) -> String {
     text
 }
 
-/// The project's chains for the compiled rules.
-pub fn render(rules: &[MatchRule]) -> Chains {
-    let mut chains = Chains::new();
-    let mut main = Vec::new();
-    for rule in rules {
-        let target = match rule.verdict {
-            Verdict::Accept => "ACCEPT",
-            Verdict::Drop => "DROP",
-            Verdict::Return => "RETURN",
-        };
-        if rule.established {
-            main.push(format!(
-                "-A {CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
-            ));
-            continue;
+/// A comment iptables keeps as given: no quotes or backslashes, at most 200
+/// bytes, and with a space (so `iptables -S` prints it quoted, as rendered).
+fn comment(origin: &str) -> String {
+    let mut text: String = origin
+        .chars()
+        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+        .collect();
+    if text.len() > 200 {
+        let mut end = 200;
+        while !text.is_char_boundary(end) {
+            end -= 1;
         }
+        text.truncate(end);
+    }
+    if !text.contains(' ') {
+        text.push_str(" rule");
+    }
+    format!(" -m comment --comment \"{text}\"")
+}
+
+fn target(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Accept => "ACCEPT",
+        Verdict::Drop => "DROP",
+        Verdict::Return => "RETURN",
+    }
+}
+
+/// Renders `rules` into `chain`, with helper chains for exceptions.
+fn render_stage(chain: &str, rules: &[MatchRule], chains: &mut Chains, helpers: &mut usize) {
+    let mut lines = Vec::new();
+    for rule in rules {
         let matches = render_matches(rule);
         let comment = match rule.origin.as_str() {
-            "not pod traffic" | "pod traffic to or from outside the cluster" => String::new(),
-            origin => format!(" -m comment --comment \"{origin}\""),
+            crate::policy::compiler::OUTSIDE_ORIGIN => String::new(),
+            origin => comment(origin),
         };
+        let verdict = target(rule.verdict);
         if rule.source_except.is_empty() && rule.destination_except.is_empty() {
-            main.push(format!("-A {CHAIN}{matches}{comment} -j {target}"));
+            lines.push(format!("-A {chain}{matches}{comment} -j {verdict}"));
             continue;
         }
-        let helper = format!("{EXCEPT_CHAIN_PREFIX}{}", chains.len() + 1);
-        main.push(format!("-A {CHAIN}{matches}{comment} -j {helper}"));
-        let mut lines: Vec<String> = rule
+        *helpers += 1;
+        let helper = format!("{EXCEPT_CHAIN_PREFIX}{helpers}");
+        lines.push(format!("-A {chain}{matches}{comment} -j {helper}"));
+        let mut helper_lines: Vec<String> = rule
             .source_except
             .iter()
             .map(|e| format!("-A {helper} -s {} -j RETURN", e.render()))
             .collect();
-        lines.extend(
+        helper_lines.extend(
             rule.destination_except
                 .iter()
                 .map(|e| format!("-A {helper} -d {} -j RETURN", e.render())),
         );
-        lines.push(format!("-A {helper} -j {target}"));
-        chains.insert(helper, lines);
+        // An excepted address returns to the stage's next rule; the rest
+        // gets the rule's verdict.
+        helper_lines.push(format!("-A {helper} -j {}", helper_verdict(rule.verdict)));
+        chains.insert(helper, helper_lines);
     }
+    chains.insert(chain.to_string(), lines);
+}
+
+/// In a helper chain, RETURN would only go back to the stage chain: an
+/// egress allow (RETURN from the stage) becomes a jump to the mark that
+/// ends the stage.
+fn helper_verdict(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Return => EGRESS_ALLOWED_CHAIN,
+        other => target(other),
+    }
+}
+
+/// Where an egress allow with exceptions goes: on to the ingress stage if
+/// the destination is this host's, else accepted (the destination's host
+/// decides), exactly as returning from the egress stage would.
+pub const EGRESS_ALLOWED_CHAIN: &str = "ROMANA-EGRESS-OK";
+
+/// The project's chains for compiled rules.
+pub fn render(compiled: &Compiled) -> Chains {
+    let mut chains = Chains::new();
+    let mut helpers = 0;
+    let cidr = compiled.cidr.render();
+    // The stages run for this host's pods (every pod before the host has a
+    // number).
+    let local = compiled.local.unwrap_or(compiled.cidr).render();
+    let main = vec![
+        format!("-A {CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        format!("-A {CHAIN} ! -s {cidr} ! -d {cidr} -j RETURN"),
+        format!("-A {CHAIN} -s {local} -j {EGRESS_CHAIN}"),
+        format!("-A {CHAIN} -d {local} -j {INGRESS_CHAIN}"),
+        format!("-A {CHAIN} -j ACCEPT"),
+    ];
     chains.insert(CHAIN.to_string(), main);
+    render_stage(EGRESS_CHAIN, &compiled.egress, &mut chains, &mut helpers);
+    render_stage(INGRESS_CHAIN, &compiled.ingress, &mut chains, &mut helpers);
+    if chains.keys().any(|c| c.starts_with(EXCEPT_CHAIN_PREFIX)) {
+        chains.insert(
+            EGRESS_ALLOWED_CHAIN.to_string(),
+            vec![
+                format!("-A {EGRESS_ALLOWED_CHAIN} -d {local} -j {INGRESS_CHAIN}"),
+                format!("-A {EGRESS_ALLOWED_CHAIN} -j ACCEPT"),
+            ],
+        );
+    }
     chains
 }
 
-/// The project's chains for the state; `None` before the layout is known.
+/// What this host's firewall should hold: its chains and its sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub chains: Chains,
+    pub sets: Sets,
+}
+
+/// The project's chains and sets for host number `host` (`None`: not
+/// registered yet, every pod checked); `None` before the layout is known.
 /// With `allow_host_to_pods` off, [`OUTPUT_CHAIN`] refuses new connections
 /// from this host to pods (replies to pods' own connections still pass).
-pub fn desired_chains(state: &ClusterState, allow_host_to_pods: bool) -> Option<Chains> {
-    let mut chains = render(&compile(state)?);
+pub fn desired(
+    state: &ClusterState,
+    host: Option<u32>,
+    allow_host_to_pods: bool,
+) -> Option<Desired> {
+    let scope = host.map_or(Scope::Cluster, Scope::Host);
+    let compiled = compile(state, scope)?;
+    let mut chains = render(&compiled);
     if !allow_host_to_pods {
         let cidr = state.layout()?.cidr();
         chains.insert(
@@ -155,12 +263,15 @@ pub fn desired_chains(state: &ClusterState, allow_host_to_pods: bool) -> Option<
             ],
         );
     }
-    Some(chains)
+    Some(Desired {
+        chains,
+        sets: compiled.sets,
+    })
 }
 
-/// The rules of [`CHAIN`] alone (tests, docs).
+/// Every rule of the project's chains, chain by chain (tests, docs).
 pub fn desired_rules(state: &ClusterState) -> Option<Vec<String>> {
-    desired_chains(state, true).and_then(|mut chains| chains.remove(CHAIN))
+    desired(state, None, true).map(|d| d.chains.into_values().flatten().collect())
 }
 
 /// What the kernel has.
@@ -196,7 +307,7 @@ pub fn observe() -> Result<Observed, FirewallError> {
     let mut chains = Chains::new();
     for line in all.lines() {
         if let Some(chain) = line.strip_prefix("-N ") {
-            if chain == CHAIN || chain == OUTPUT_CHAIN || chain.starts_with(EXCEPT_CHAIN_PREFIX) {
+            if chain.starts_with(CHAIN_PREFIX) {
                 chains.entry(chain.to_string()).or_default();
             }
         } else if let Some(rest) = line.strip_prefix("-A ") {
@@ -406,8 +517,8 @@ mod tests {
     #[test]
     fn one_rule_per_tenant_and_a_default_deny() {
         let rules = desired_rules(&state_with_tenants(&["t1", "t2"])).expect("rules");
-        assert!(rules.contains(&"-A ROMANA-FORWARD -s 10.0.16.0/255.0.240.0 -d 10.0.16.0/255.0.240.0 -m comment --comment \"tenant t1\" -j ACCEPT".to_string()));
-        assert!(rules.contains(&"-A ROMANA-FORWARD -s 10.0.32.0/255.0.240.0 -d 10.0.32.0/255.0.240.0 -m comment --comment \"tenant t2\" -j ACCEPT".to_string()));
+        assert!(rules.contains(&"-A ROMANA-INGRESS -s 10.0.16.0/255.0.240.0 -d 10.0.16.0/255.0.240.0 -m comment --comment \"tenant t1\" -j ACCEPT".to_string()));
+        assert!(rules.contains(&"-A ROMANA-INGRESS -s 10.0.32.0/255.0.240.0 -d 10.0.32.0/255.0.240.0 -m comment --comment \"tenant t2\" -j ACCEPT".to_string()));
         let deny = rules
             .iter()
             .position(|r| r.contains("default deny"))
@@ -417,14 +528,17 @@ mod tests {
             .rposition(|r| r.contains("tenant t"))
             .expect("tenant rules");
         assert!(last_tenant < deny, "tenant accepts come before the deny");
-        assert_eq!(rules.len(), 2 + 2 + 2);
+        // ROMANA-FORWARD: replies, not ours, two stages, accept; the
+        // ingress stage: two tenants, the deny, the outside.
+        assert_eq!(rules.len(), 5 + 2 + 2);
         assert!(desired_rules(&ClusterState::default()).is_none());
     }
 
     #[test]
     fn nothing_to_do_when_converged_and_one_transaction_otherwise() {
-        let rules = desired_rules(&state_with_tenants(&["t1"])).expect("rules");
-        let chains: Chains = [(CHAIN.to_string(), rules)].into();
+        let chains = desired(&state_with_tenants(&["t1"]), Some(1), true)
+            .expect("rules")
+            .chains;
         let converged = Observed {
             chains: chains.clone(),
             has_jump: true,

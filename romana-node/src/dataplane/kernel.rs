@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use raft_store::layout::AddressLayout;
 use romana_netlink::{Netlink, NetlinkError, ROMANA_ROUTE_PROTOCOL};
 
-use super::firewall::{self, Chains};
+use super::firewall::{self, Desired};
+use super::ipsets;
 use super::routes::HostRoute;
 use super::{Dataplane, DataplaneError};
 
@@ -77,8 +78,12 @@ impl Dataplane for Kernel {
         self.with_netlink(|netlink| netlink.delete_romana_route(destination, prefix_len))
     }
 
-    fn converge_firewall(&mut self, chains: &Chains) -> Result<bool, DataplaneError> {
-        firewall::reconcile(chains).map_err(|e| DataplaneError(e.to_string()))
+    fn converge_firewall(&mut self, desired: &Desired) -> Result<bool, DataplaneError> {
+        let error = |e: &dyn std::fmt::Display| DataplaneError(e.to_string());
+        let sets = ipsets::converge(&desired.sets).map_err(|e| error(&e))?;
+        let chains = firewall::reconcile(&desired.chains).map_err(|e| error(&e))?;
+        let stale = ipsets::remove_stale(&desired.sets).map_err(|e| error(&e))?;
+        Ok(sets || chains || stale)
     }
 }
 
@@ -102,6 +107,8 @@ pub fn enable_forwarding() {
 /// and reports them together.
 pub fn cleanup_host() -> Result<(), crate::error::Error> {
     let mut problems = firewall::cleanup();
+    // The rules that used the sets are gone: the sets can go.
+    problems.extend(ipsets::cleanup());
     match Netlink::open_here() {
         Ok(mut netlink) => match netlink.routes() {
             Ok(routes) => {

@@ -14,6 +14,7 @@
 //! a third effect behind the same trait.
 
 pub mod firewall;
+pub mod ipsets;
 pub mod kernel;
 pub mod reconciler;
 pub mod recording;
@@ -23,7 +24,7 @@ use std::net::Ipv4Addr;
 
 use raft_store::layout::AddressLayout;
 
-use firewall::Chains;
+use firewall::Desired;
 use routes::HostRoute;
 
 /// A failed kernel operation, as one line.
@@ -46,7 +47,9 @@ pub trait Dataplane: Send + 'static {
         destination: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<(), DataplaneError>;
-    /// Makes the isolation chains exactly `chains` (observe, then one
-    /// transaction). Returns whether anything changed.
-    fn converge_firewall(&mut self, chains: &Chains) -> Result<bool, DataplaneError>;
+    /// Makes the project's sets and chains exactly `desired`: sets created
+    /// and updated first (one transaction), then the chains (observe, then
+    /// one transaction), then sets no rule uses any more destroyed. Returns
+    /// whether anything changed.
+    fn converge_firewall(&mut self, desired: &Desired) -> Result<bool, DataplaneError>;
 }

@@ -19,11 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raft_store::layout::AddressLayout;
-use raft_store::state::{ClusterState, NodeRecord, PolicyRecord, TenantRecord};
+use raft_store::state::{
+    ClusterState, NetworkPolicyRecord, NodeRecord, PolicyRecord, TenantRecord,
+};
 use raft_store::store::SharedState;
 use tokio::sync::watch;
 
-use super::firewall::{desired_chains, Chains};
+use super::firewall::{desired, Desired};
 use super::routes::{desired_routes, plan, HostRoute, RoutePlan};
 use super::{Dataplane, DataplaneError};
 use crate::policy::compiler::{shared_endpoints, SharedEndpoint};
@@ -50,6 +52,7 @@ struct FirewallInputs {
     nodes: BTreeMap<String, NodeRecord>,
     tenants: BTreeMap<String, TenantRecord>,
     policies: BTreeMap<String, PolicyRecord>,
+    network_policies: BTreeMap<String, NetworkPolicyRecord>,
     /// Shared-service pods (the cluster DNS) and their ports.
     shared: Vec<SharedEndpoint>,
 }
@@ -62,6 +65,7 @@ impl FirewallInputs {
             nodes: state.nodes.clone(),
             tenants: state.tenants.clone(),
             policies: state.policies.clone(),
+            network_policies: state.network_policies.clone(),
             shared,
         }
     }
@@ -72,6 +76,7 @@ impl FirewallInputs {
             && self.nodes == state.nodes
             && self.tenants == state.tenants
             && self.policies == state.policies
+            && self.network_policies == state.network_policies
             && self.shared == shared
     }
 }
@@ -79,8 +84,8 @@ impl FirewallInputs {
 /// What one wake asks of the kernel.
 #[derive(Debug, Default)]
 pub struct Pass {
-    /// Chains to converge, if the firewall must be looked at.
-    pub chains: Option<Chains>,
+    /// Sets and chains to converge, if the firewall must be looked at.
+    pub firewall: Option<Desired>,
     /// Desired routes and the layout they live in, if routes are managed
     /// and the layout is known.
     pub routes: Option<(Vec<HostRoute>, AddressLayout)>,
@@ -100,9 +105,10 @@ pub struct Reconciler {
     settings: Settings,
     /// The inputs the current chains were rendered from.
     firewall_inputs: Option<FirewallInputs>,
-    /// The chains rendered from them (`None` before the layout is known).
-    chains: Option<Chains>,
-    /// Whether `chains` are known to be in the kernel.
+    /// The sets and chains rendered from them (`None` before the layout is
+    /// known).
+    desired: Option<Desired>,
+    /// Whether `desired` is known to be in the kernel.
     firewall_in_place: bool,
     /// Routes last converged, to log changes once.
     last_routes: Option<Vec<HostRoute>>,
@@ -113,7 +119,7 @@ impl Reconciler {
         Self {
             settings,
             firewall_inputs: None,
-            chains: None,
+            desired: None,
             firewall_in_place: false,
             last_routes: None,
         }
@@ -125,20 +131,25 @@ impl Reconciler {
         let mut pass = Pass::default();
         if self.settings.firewall {
             let shared = shared_endpoints(state);
-            if !self
-                .firewall_inputs
-                .as_ref()
-                .is_some_and(|inputs| inputs.matches(state, &shared))
-            {
-                let chains = desired_chains(state, self.settings.allow_host_to_pods);
-                if chains != self.chains {
+            // NetworkPolicies' sets follow every pod: with any in force,
+            // every pass renders (a set change alone leaves the chains as
+            // they are in the kernel).
+            let stale = !state.network_policies.is_empty()
+                || !self
+                    .firewall_inputs
+                    .as_ref()
+                    .is_some_and(|inputs| inputs.matches(state, &shared));
+            if stale {
+                let host = state.nodes.get(&self.settings.host).map(|n| n.host_number);
+                let desired = desired(state, host, self.settings.allow_host_to_pods);
+                if desired != self.desired {
                     self.firewall_in_place = false;
                 }
-                self.chains = chains;
+                self.desired = desired;
                 self.firewall_inputs = Some(FirewallInputs::of(state, shared));
             }
             if !self.firewall_in_place || drift_check {
-                pass.chains = self.chains.clone();
+                pass.firewall = self.desired.clone();
             }
         }
         if self.settings.manage_routes {
@@ -186,9 +197,9 @@ impl Reconciler {
 pub fn execute<D: Dataplane>(dataplane: &mut D, pass: &Pass) -> PassReport {
     PassReport {
         firewall: pass
-            .chains
+            .firewall
             .as_ref()
-            .map(|chains| dataplane.converge_firewall(chains)),
+            .map(|desired| dataplane.converge_firewall(desired)),
         routes: pass
             .routes
             .as_ref()
@@ -236,7 +247,7 @@ pub async fn run<D: Dataplane>(
             _ = drift.tick() => true,
         };
         let pass = reconciler.plan(&shared.read().state, drift_check);
-        if pass.chains.is_none() && pass.routes.is_none() {
+        if pass.firewall.is_none() && pass.routes.is_none() {
             continue;
         }
         let dataplane = dataplane.clone();

@@ -7,9 +7,10 @@ use std::net::Ipv4Addr;
 
 use raft_store::layout::AddressLayout;
 
-use super::firewall::Chains;
+use super::firewall::{Chains, Desired};
 use super::routes::HostRoute;
 use super::{Dataplane, DataplaneError};
+use crate::policy::compiler::Sets;
 
 /// One call made to the dataplane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct Recording {
     pub routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// The chains "in the kernel"; `None` before the first convergence.
     pub chains: Option<Chains>,
+    /// The sets "in the kernel".
+    pub sets: Sets,
     /// Every call, in order.
     pub calls: Vec<Call>,
 }
@@ -73,10 +76,11 @@ impl Dataplane for Recording {
         Ok(())
     }
 
-    fn converge_firewall(&mut self, chains: &Chains) -> Result<bool, DataplaneError> {
+    fn converge_firewall(&mut self, desired: &Desired) -> Result<bool, DataplaneError> {
         self.calls.push(Call::ConvergeFirewall);
-        let changed = self.chains.as_ref() != Some(chains);
-        self.chains = Some(chains.clone());
+        let changed = self.chains.as_ref() != Some(&desired.chains) || self.sets != desired.sets;
+        self.chains = Some(desired.chains.clone());
+        self.sets = desired.sets.clone();
         Ok(changed)
     }
 }

@@ -12,10 +12,11 @@
 //! - namespaces and pods (not host-network ones): labels, node, container
 //!   ports → `MirrorNamespace` / `MirrorPod`; gone → `ForgetNamespace` /
 //!   `ForgetPod`;
-//! - NetworkPolicies and `RomanaNetworkPolicy` objects → `ApplyPolicies` /
-//!   `DeletePolicy` (the controller owns the policies whose actor starts
-//!   with `kubernetes:`; an object it cannot translate keeps what was in
-//!   force and is reported);
+//! - NetworkPolicies → `ApplyNetworkPolicy` / `DeleteNetworkPolicy`, and
+//!   `RomanaNetworkPolicy` objects → `ApplyPolicies` / `DeletePolicy` (the
+//!   controller owns the policies whose actor starts with `kubernetes:`; an
+//!   object it cannot read keeps what was in force and is reported as a
+//!   Kubernetes Event on the object);
 //! - nodes: a host registered in the log whose Kubernetes Node is gone is
 //!   removed from the membership, its addresses released;
 //! - garbage: an address held for a pod that no longer exists (its host
@@ -25,7 +26,7 @@
 //! A new leader starts from a relist and reconciles against the projection,
 //! so nothing depends on events seen by an earlier leader.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,20 +36,21 @@ use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use openraft::ServerState;
 use raft_store::entry::policy::PolicyFormat;
 use raft_store::entry::ContainerInterface;
-use raft_store::entry::{Labels, PodMirror, PodPort, Policy, PortProtocol};
+use raft_store::entry::{PodMirror, PodPort, Policy, PortProtocol};
 use raft_store::state::{Outcome, Rejection};
 use raft_store::Command;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use super::{labels_of, Context, TENANT_LABEL};
+use super::{labels_of, Context};
 use crate::node::{now_ms, Node};
 use crate::policy::formats;
 
@@ -233,13 +235,14 @@ async fn lead(node: Node, context: Context) {
     if let Some(text) = cluster_secret_text(&node) {
         super::bootstrap::ensure_secret(&context, &node.config, node.node_id, &text).await;
     }
+    let mut reports = Reports::new(&context, &node.config.name);
     loop {
         tokio::select! {
             _ = notify.notified() => tokio::time::sleep(DEBOUNCE).await,
             _ = tokio::time::sleep(TICK) => {}
         }
         ensure_tenants(&node, &context).await;
-        reconcile(&node, &context, &watches).await;
+        reconcile(&node, &watches, &mut reports).await;
     }
 }
 
@@ -348,25 +351,87 @@ pub fn stale_allocations(
         .collect()
 }
 
+/// Refused policy objects, reported once per version as a Kubernetes
+/// Event on the object (the object itself is the user's: never changed).
+struct Reports {
+    recorder: Recorder,
+    /// Policy key → the resource version last reported.
+    reported: HashMap<String, String>,
+}
+
+impl Reports {
+    fn new(context: &Context, me: &str) -> Self {
+        Self {
+            recorder: Recorder::new(
+                context.client.clone(),
+                Reporter {
+                    controller: "romana".into(),
+                    instance: Some(me.to_string()),
+                },
+            ),
+            reported: HashMap::new(),
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.reported.remove(key);
+    }
+
+    async fn refused<K>(&mut self, object: &K, key: &str, reason: &str)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        let version = object.meta().resource_version.clone().unwrap_or_default();
+        if self.reported.get(key) == Some(&version) {
+            return;
+        }
+        let mut note = format!("not enforced (what was in force for it stays): {reason}");
+        if note.len() > 1000 {
+            let mut end = 1000;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+        }
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: "PolicyRefused".into(),
+            note: Some(note),
+            action: "Enforce".into(),
+            secondary: None,
+        };
+        match self.recorder.publish(&event, &object.object_ref(&())).await {
+            Ok(()) => {
+                self.reported.insert(key.to_string(), version);
+            }
+            Err(e) => {
+                tracing::warn!(policy = %key, error = %e, "cannot report a refused policy as an Event")
+            }
+        }
+    }
+}
+
 /// A write the controller makes, with its actor.
 struct Write {
     command: Command,
     actor: String,
 }
 
-/// The policies one Kubernetes object stands for, or why it cannot be
-/// translated.
-type Translated = Result<Vec<Policy>, String>;
-
-async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
+async fn reconcile(node: &Node, watches: &Watches, reports: &mut Reports) {
     let me = &node.config.name;
     let mirror_actor = format!("{ACTOR_PREFIX}controller@{me}");
     let mut writes: Vec<Write> = Vec::new();
-    let (view, policies, allocations, hosts) = {
+    let (view, policies, network_policies, allocations, hosts) = {
         let projection = node.shared.read();
         let state = &projection.state;
         let owned: BTreeMap<String, Policy> = state
             .policies
+            .iter()
+            .filter(|(_, record)| record.actor.starts_with(ACTOR_PREFIX))
+            .map(|(name, record)| (name.clone(), record.policy.clone()))
+            .collect();
+        let network_policies: BTreeMap<String, raft_store::entry::NetworkPolicy> = state
+            .network_policies
             .iter()
             .filter(|(_, record)| record.actor.starts_with(ACTOR_PREFIX))
             .map(|(name, record)| (name.clone(), record.policy.clone()))
@@ -384,7 +449,13 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
             })
             .collect();
         let hosts: Vec<String> = state.nodes.keys().cloned().collect();
-        (state.kubernetes.clone(), owned, allocations, hosts)
+        (
+            state.kubernetes.clone(),
+            owned,
+            network_policies,
+            allocations,
+            hosts,
+        )
     };
 
     // Namespaces.
@@ -456,96 +527,98 @@ async fn reconcile(node: &Node, context: &Context, watches: &Watches) {
     }
 
     // Policies: what the Kubernetes objects say, against what the
-    // controller put in force.
-    if let Some(namespaces) = &namespaces {
-        let namespace_labels: BTreeMap<String, Labels> = namespaces
-            .iter()
-            .filter_map(|n| Some((n.metadata.name.clone()?, labels_of(&n.metadata))))
-            .collect();
-        let default_tenant = context.settings.default_tenant.clone();
-        let tenant_of = move |namespace: &str| {
-            namespace_labels
-                .get(namespace)
-                .and_then(|labels| labels.get(TENANT_LABEL))
-                .cloned()
-                .unwrap_or_else(|| default_tenant.clone())
-        };
-        // (object, its policies' name prefix, translation)
-        let mut objects: Vec<(String, String, Translated)> = Vec::new();
-        let policies_ready = watches.policies.ready();
-        let romana_ready = watches.romana_policies.ready();
-        if let Some(items) = &policies_ready {
-            for policy in items {
-                let Some((namespace, name)) = namespaced(&policy.metadata) else {
-                    continue;
-                };
-                let translated = serde_json::to_value(policy.as_ref())
-                    .map_err(|e| e.to_string())
-                    .and_then(|value| formats::parse_kubernetes_object(&value, &tenant_of));
-                objects.push((
-                    format!("NetworkPolicy {namespace}/{name}"),
-                    format!("{namespace}/{name}/"),
-                    translated,
-                ));
-            }
-        }
-        if let Some(items) = &romana_ready {
-            for policy in items {
-                let Some((namespace, name)) = namespaced(&policy.metadata) else {
-                    continue;
-                };
-                let document = serde_json::json!({
-                    "apiVersion": "romana.io/demo/v1",
-                    "kind": "NetworkPolicy",
-                    "metadata": {"name": name},
-                    "spec": policy.spec,
-                });
-                let translated = formats::parse_tpr(namespace, &document.to_string());
-                objects.push((
-                    format!("RomanaNetworkPolicy {namespace}/{name}"),
-                    format!("{namespace}/{name}"),
-                    translated,
-                ));
-            }
-        }
+    // controller put in force. NetworkPolicies are recorded as they are
+    // (NetworkPolicy entries); the seed's RomanaNetworkPolicy objects are
+    // translated into Romana policies.
+    let policies_ready = watches.policies.ready();
+    if let Some(items) = &policies_ready {
         let mut wanted: BTreeSet<String> = BTreeSet::new();
-        for (object, prefix, translated) in &objects {
-            match translated {
+        for object in items {
+            let Some((namespace, name)) = namespaced(&object.metadata) else {
+                continue;
+            };
+            let key = format!("{namespace}/{name}");
+            wanted.insert(key.clone());
+            let parsed = serde_json::to_value(object.as_ref())
+                .map_err(|e| e.to_string())
+                .and_then(|value| formats::parse_kubernetes_object(&value));
+            match parsed {
+                Ok(policy) => {
+                    if network_policies.get(&key) != Some(&policy) {
+                        writes.push(Write {
+                            command: Command::ApplyNetworkPolicy(policy),
+                            actor: format!("{ACTOR_PREFIX}NetworkPolicy {key}@{me}"),
+                        });
+                    }
+                    reports.forget(&key);
+                }
+                Err(reason) => {
+                    tracing::warn!(policy = %key, %reason, "cannot enforce this NetworkPolicy; what was in force for it stays");
+                    reports.refused(object.as_ref(), &key, &reason).await;
+                }
+            }
+        }
+        for key in network_policies.keys().filter(|k| !wanted.contains(*k)) {
+            if let Some((namespace, name)) = key.split_once('/') {
+                writes.push(Write {
+                    command: Command::DeleteNetworkPolicy {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                    },
+                    actor: format!("{ACTOR_PREFIX}policy-deleted@{me}"),
+                });
+            }
+        }
+        // NetworkPolicies as earlier releases stored them (translated into
+        // Romana policies named NS/NAME/DIRECTION/I): replaced by the
+        // entries above.
+        for (name, policy) in &policies {
+            if policy.format == PolicyFormat::Kubernetes {
+                writes.push(Write {
+                    command: Command::DeletePolicy { name: name.clone() },
+                    actor: format!("{ACTOR_PREFIX}policy-migrated@{me}"),
+                });
+            }
+        }
+    }
+    if let Some(items) = watches.romana_policies.ready() {
+        // The seed's object: its namespace is its tenant.
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for object in &items {
+            let Some((namespace, name)) = namespaced(&object.metadata) else {
+                continue;
+            };
+            let key = format!("{namespace}/{name}");
+            wanted.insert(key.clone());
+            let document = serde_json::json!({
+                "apiVersion": "romana.io/demo/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": name},
+                "spec": object.spec,
+            });
+            match formats::parse_tpr(namespace, &document.to_string()) {
                 Ok(translated) => {
-                    let changed = translated.iter().any(|p| policies.get(&p.name) != Some(p));
-                    wanted.extend(translated.iter().map(|p| p.name.clone()));
-                    if changed {
+                    if translated.iter().any(|p| policies.get(&p.name) != Some(p)) {
                         writes.push(Write {
                             command: Command::ApplyPolicies {
-                                policies: translated.clone(),
+                                policies: translated,
                             },
-                            actor: format!("{ACTOR_PREFIX}{object}@{me}"),
+                            actor: format!("{ACTOR_PREFIX}RomanaNetworkPolicy {key}@{me}"),
                         });
                     }
                 }
                 Err(reason) => {
-                    tracing::warn!(object = %object, %reason, "cannot enforce this policy; what was in force for it stays");
-                    wanted.extend(
-                        policies
-                            .keys()
-                            .filter(|name| match prefix.strip_suffix('/') {
-                                // A NetworkPolicy's are NS/NAME/DIRECTION/I.
-                                Some(_) => name.starts_with(prefix.as_str()),
-                                None => *name == prefix,
-                            })
-                            .cloned(),
-                    );
+                    tracing::warn!(policy = %key, %reason, "cannot enforce this RomanaNetworkPolicy; what was in force for it stays");
+                    reports.refused(object.as_ref(), &key, &reason).await;
                 }
             }
         }
-        for (name, policy) in &policies {
-            // A kind whose watch has not listed yet keeps its policies.
-            let listed = if policy.format == PolicyFormat::Kubernetes {
-                policies_ready.is_some()
-            } else {
-                romana_ready.is_some()
-            };
-            if listed && !wanted.contains(name) {
+        for name in policies
+            .iter()
+            .filter(|(_, p)| p.format == PolicyFormat::ThirdPartyResource)
+            .map(|(name, _)| name)
+        {
+            if !wanted.contains(name) {
                 writes.push(Write {
                     command: Command::DeletePolicy { name: name.clone() },
                     actor: format!("{ACTOR_PREFIX}policy-deleted@{me}"),

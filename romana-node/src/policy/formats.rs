@@ -100,27 +100,59 @@
 
 use std::collections::HashSet;
 
+use raft_store::entry::network_policy::{
+    LabelSelector, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule, PortRef, Requirement,
+    SelectorOperator,
+};
 use raft_store::entry::policy::{
     validate, Cidr, Direction, Peer, Policy, PolicyFormat, Protocol, Rule, Target,
 };
+use raft_store::entry::{Labels, NetworkPolicy, PortProtocol};
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
 const K8S_API_VERSION: &str = "networking.k8s.io/v1";
 const TPR_API_VERSION: &str = "romana.io/demo/v1";
-const SEGMENT_LABEL: &str = "romana.io/segment";
-const NAMESPACE_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// What a policy file holds: Romana policies (applied together) and
+/// Kubernetes NetworkPolicies (each applied as it is).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PolicyFile {
+    pub policies: Vec<Policy>,
+    pub network_policies: Vec<NetworkPolicy>,
+}
+
+impl PolicyFile {
+    fn extend(&mut self, other: PolicyFile) {
+        self.policies.extend(other.policies);
+        self.network_policies.extend(other.network_policies);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.policies.is_empty() && self.network_policies.is_empty()
+    }
+
+    /// Every name, Romana policies' and NetworkPolicies' (`NS/NAME`).
+    pub fn names(&self) -> Vec<String> {
+        self.policies
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(self.network_policies.iter().map(NetworkPolicy::key))
+            .collect()
+    }
+}
 
 /// Reads a policy file in any of the supported formats (see the module
-/// documentation) and returns its policies, each checked by
-/// [`raft_store::entry::policy::validate`].
-pub fn parse_policy_file(text: &str) -> Result<Vec<Policy>, String> {
+/// documentation); every policy in it is checked
+/// ([`raft_store::entry::policy::validate`],
+/// [`NetworkPolicy::validate`]).
+pub fn parse_policy_file(text: &str) -> Result<PolicyFile, String> {
     let documents = documents(text)?;
     if documents.is_empty() {
         return Err("no policy found: the file is empty".into());
     }
     let many = documents.len() > 1;
-    let mut policies = Vec::new();
+    let mut file = PolicyFile::default();
     for (i, document) in documents.iter().enumerate() {
         let found = parse_document(document, "").map_err(|e| {
             if many {
@@ -129,10 +161,10 @@ pub fn parse_policy_file(text: &str) -> Result<Vec<Policy>, String> {
                 e
             }
         })?;
-        policies.extend(found);
+        file.extend(found);
     }
-    check_unique(&policies)?;
-    Ok(policies)
+    check_unique(&file.names())?;
+    Ok(file)
 }
 
 /// Reads the old `romana.io/demo/v1` NetworkPolicy third-party resource of
@@ -407,14 +439,11 @@ fn checked(policy: Policy) -> Result<Policy, String> {
     Ok(policy)
 }
 
-fn check_unique(policies: &[Policy]) -> Result<(), String> {
+fn check_unique(names: &[String]) -> Result<(), String> {
     let mut seen = HashSet::new();
-    for policy in policies {
-        if !seen.insert(policy.name.as_str()) {
-            return Err(format!(
-                "policy {:?} is given twice in the file",
-                policy.name
-            ));
+    for name in names {
+        if !seen.insert(name.as_str()) {
+            return Err(format!("policy {name:?} is given twice in the file"));
         }
     }
     Ok(())
@@ -423,7 +452,7 @@ fn check_unique(policies: &[Policy]) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // Format detection
 
-fn parse_document(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
+fn parse_document(document: &Value, path: &str) -> Result<PolicyFile, String> {
     let Value::Mapping(map) = document else {
         return Err(format!(
             "{}: expected a mapping (a policy document), got {}",
@@ -432,14 +461,18 @@ fn parse_document(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
         ));
     };
     if map.contains_key("securitypolicies") {
-        return romana(document);
+        return Ok(PolicyFile {
+            policies: romana(document)?,
+            network_policies: Vec::new(),
+        });
     }
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     let kind = map.get("kind").and_then(Value::as_str);
     match (api_version, kind) {
-        (Some(K8S_API_VERSION), Some("NetworkPolicy")) => {
-            kubernetes(document, path, &|namespace: &str| namespace.to_string())
-        }
+        (Some(K8S_API_VERSION), Some("NetworkPolicy")) => Ok(PolicyFile {
+            policies: Vec::new(),
+            network_policies: vec![kubernetes(document, path)?],
+        }),
         (Some(TPR_API_VERSION), Some("NetworkPolicy")) => Err(format!(
             "{}: a {TPR_API_VERSION} NetworkPolicy carries no namespace; \
              read it with the namespace given (parse_tpr)",
@@ -457,7 +490,7 @@ fn parse_document(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
                 Some(&["apiVersion", "kind", "metadata", "items"]),
             )?;
             let items = list.list("items")?;
-            let mut policies = Vec::new();
+            let mut policies = PolicyFile::default();
             for (i, item) in items.iter().enumerate() {
                 let item_path = index(&list.field("items"), i);
                 let is_k8s = item.get("apiVersion").and_then(Value::as_str)
@@ -468,9 +501,9 @@ fn parse_document(document: &Value, path: &str) -> Result<Vec<Policy>, String> {
                         "{item_path}: list items must be {K8S_API_VERSION} NetworkPolicies"
                     ));
                 }
-                policies.extend(kubernetes(item, &item_path, &|namespace: &str| {
-                    namespace.to_string()
-                })?);
+                policies
+                    .network_policies
+                    .push(kubernetes(item, &item_path)?);
             }
             if policies.is_empty() {
                 return Err(format!("{}: no items", list.field("items")));
@@ -676,84 +709,104 @@ fn romana_policy(value: &Value, path: &str) -> Result<Policy, String> {
 // Kubernetes NetworkPolicy
 
 /// The segment a label selector picks (`None`: the whole tenant).
-fn segment_selector(selector: &Obj) -> Result<Option<String>, String> {
-    if !selector.list("matchExpressions")?.is_empty() {
-        return Err(format!(
-            "{}: not supported; select a segment with matchLabels {{{SEGMENT_LABEL}: NAME}}",
-            selector.field("matchExpressions")
-        ));
-    }
-    let labels = selector.object("matchLabels", &[SEGMENT_LABEL])?;
-    Ok(labels
-        .string(SEGMENT_LABEL)
-        .map_err(|e| format!("{e} (label {SEGMENT_LABEL})"))?
-        .map(str::to_string))
-}
-
-fn checked_selector<'a>(value: &'a Value, path: &str) -> Result<Obj<'a>, String> {
+/// A label selector (`matchLabels`, `matchExpressions`); `{}` selects all.
+fn label_selector(value: &Value, path: &str) -> Result<LabelSelector, String> {
     let selector = Obj::new(value, path, Some(&["matchLabels", "matchExpressions"]))?;
-    // Name the label at fault, not just "unknown field".
-    if let Some(Value::Mapping(labels)) = selector.get("matchLabels") {
-        for key in labels.keys().filter_map(Value::as_str) {
-            if key != SEGMENT_LABEL && key != NAMESPACE_LABEL {
-                return Err(format!(
-                    "{}.{key}: label not supported (only {SEGMENT_LABEL} selects pods, \
-                     {NAMESPACE_LABEL} namespaces)",
-                    selector.field("matchLabels")
-                ));
-            }
+    let mut match_labels = Labels::new();
+    if let Some(labels) = selector.get("matchLabels") {
+        let field = selector.field("matchLabels");
+        let Value::Mapping(map) = labels else {
+            return Err(format!(
+                "{field}: expected a mapping, got {}",
+                kind_of(labels)
+            ));
+        };
+        for (key, value) in map {
+            let key = key
+                .as_str()
+                .ok_or_else(|| format!("{field}: keys must be strings"))?;
+            let value = match value {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => {
+                    return Err(format!(
+                        "{field}.{key}: expected a string, got {}",
+                        kind_of(other)
+                    ))
+                }
+            };
+            match_labels.insert(key.to_string(), value);
         }
     }
+    let mut match_expressions = Vec::new();
+    for (i, value) in selector.list("matchExpressions")?.iter().enumerate() {
+        let field = index(&selector.field("matchExpressions"), i);
+        let entry = Obj::new(value, &field, Some(&["key", "operator", "values"]))?;
+        let key = entry.required_string("key")?.to_string();
+        let operator = match entry.required_string("operator")? {
+            "In" => SelectorOperator::In,
+            "NotIn" => SelectorOperator::NotIn,
+            "Exists" => SelectorOperator::Exists,
+            "DoesNotExist" => SelectorOperator::DoesNotExist,
+            other => {
+                return Err(format!(
+                    "{}: {other:?} is not an operator (In, NotIn, Exists, DoesNotExist)",
+                    entry.field("operator")
+                ))
+            }
+        };
+        let values = entry
+            .list("values")?
+            .iter()
+            .enumerate()
+            .map(|(j, v)| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(format!(
+                    "{}: expected a string, got {}",
+                    index(&entry.field("values"), j),
+                    kind_of(other)
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match_expressions.push(Requirement {
+            key,
+            operator,
+            values,
+        });
+    }
+    let selector = LabelSelector {
+        match_labels,
+        match_expressions,
+    };
+    selector.validate(path)?;
     Ok(selector)
 }
 
-fn pod_selector(value: &Value, path: &str) -> Result<Option<String>, String> {
-    let selector = checked_selector(value, path)?;
-    if let Some(Value::Mapping(labels)) = selector.get("matchLabels") {
-        if labels.contains_key(NAMESPACE_LABEL) {
-            return Err(format!(
-                "{}.{NAMESPACE_LABEL}: a namespace label in a podSelector is not supported \
-                 (only {SEGMENT_LABEL})",
-                selector.field("matchLabels")
-            ));
-        }
-    }
-    segment_selector(&selector)
+fn ip_block(value: &Value, path: &str) -> Result<NetworkPolicyPeer, String> {
+    let block = Obj::new(value, path, Some(&["cidr", "except"]))?;
+    let base = cidr(block.required_string("cidr")?, &block.field("cidr"))?;
+    let except = block
+        .list("except")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let field = index(&block.field("except"), i);
+            match e {
+                Value::String(text) => {
+                    let e = cidr(text, &field)?;
+                    if !(base.contains(e.address) && e.prefix_len >= base.prefix_len) {
+                        return Err(format!("{field}: {e} is not inside {base}"));
+                    }
+                    Ok(e)
+                }
+                other => Err(format!("{field}: expected a CIDR, got {}", kind_of(other))),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(NetworkPolicyPeer::IpBlock { cidr: base, except })
 }
 
-fn namespace_selector(value: &Value, path: &str) -> Result<String, String> {
-    let selector = checked_selector(value, path)?;
-    if !selector.list("matchExpressions")?.is_empty() {
-        return Err(format!(
-            "{}: not supported; select a namespace with matchLabels {{{NAMESPACE_LABEL}: NAME}}",
-            selector.field("matchExpressions")
-        ));
-    }
-    let labels = selector.object("matchLabels", &[SEGMENT_LABEL, NAMESPACE_LABEL])?;
-    if labels.get(SEGMENT_LABEL).is_some() {
-        return Err(format!(
-            "{}: namespaces are selected by {NAMESPACE_LABEL} only",
-            labels.field(SEGMENT_LABEL)
-        ));
-    }
-    match labels.string(NAMESPACE_LABEL)? {
-        Some(namespace) if !namespace.is_empty() => Ok(namespace.to_string()),
-        _ => Err(format!(
-            "{path}: an empty namespaceSelector (every namespace) is not supported yet; \
-             select one with matchLabels {{{NAMESPACE_LABEL}: NAME}}"
-        )),
-    }
-}
-
-/// The tenant of a namespace's pods, for Kubernetes policies.
-pub type TenantOf<'a> = &'a dyn Fn(&str) -> String;
-
-fn kubernetes_peer(
-    value: &Value,
-    path: &str,
-    namespace: &str,
-    tenant_of: TenantOf,
-) -> Result<Peer, String> {
+fn kubernetes_peer(value: &Value, path: &str) -> Result<NetworkPolicyPeer, String> {
     let peer = Obj::new(
         value,
         path,
@@ -761,62 +814,39 @@ fn kubernetes_peer(
     )?;
     let pods = peer.get("podSelector");
     let namespaces = peer.get("namespaceSelector");
-    let block = peer.get("ipBlock");
-    match (pods, namespaces, block) {
+    match (pods, namespaces, peer.get("ipBlock")) {
         (None, None, None) => Err(format!(
             "{path}: give podSelector, namespaceSelector or ipBlock"
         )),
-        (_, _, Some(block)) => {
-            if pods.is_some() || namespaces.is_some() {
-                return Err(format!(
-                    "{}: ipBlock cannot be combined with podSelector or namespaceSelector",
-                    peer.field("ipBlock")
-                ));
-            }
-            let block = Obj::new(block, &peer.field("ipBlock"), Some(&["cidr", "except"]))?;
-            let base = cidr(block.required_string("cidr")?, &block.field("cidr"))?;
-            let except = block
-                .list("except")?
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let field = index(&block.field("except"), i);
-                    match e {
-                        Value::String(text) => {
-                            let e = cidr(text, &field)?;
-                            if !(base.contains(e.address) && e.prefix_len >= base.prefix_len) {
-                                return Err(format!("{field}: {e} is not inside {base}"));
-                            }
-                            Ok(e)
-                        }
-                        other => Err(format!("{field}: expected a CIDR, got {}", kind_of(other))),
-                    }
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(Peer::Cidr { cidr: base, except })
-        }
-        (pods, namespaces, None) => {
-            let tenant = match namespaces {
-                Some(selector) => tenant_of(&namespace_selector(
-                    selector,
-                    &peer.field("namespaceSelector"),
-                )?),
-                None => tenant_of(namespace),
-            };
-            let segment = match pods {
-                Some(selector) => pod_selector(selector, &peer.field("podSelector"))?,
-                None => None,
-            };
-            Ok(Peer::Pods { tenant, segment })
-        }
+        (None, None, Some(block)) => ip_block(block, &peer.field("ipBlock")),
+        (_, _, Some(_)) => Err(format!(
+            "{}: ipBlock cannot be combined with podSelector or namespaceSelector",
+            peer.field("ipBlock")
+        )),
+        (pods, namespaces, None) => Ok(NetworkPolicyPeer::Pods {
+            namespaces: namespaces
+                .map(|s| label_selector(s, &peer.field("namespaceSelector")))
+                .transpose()?,
+            pods: pods
+                .map(|s| label_selector(s, &peer.field("podSelector")))
+                .transpose()?,
+        }),
     }
 }
 
-fn kubernetes_rules(ports: &[Value], path: &str) -> Result<Vec<Rule>, String> {
-    if ports.is_empty() {
-        return Ok(vec![Rule::any()]);
+fn kubernetes_protocol(text: &str, path: &str) -> Result<PortProtocol, String> {
+    match text {
+        "TCP" => Ok(PortProtocol::Tcp),
+        "UDP" => Ok(PortProtocol::Udp),
+        "SCTP" => Ok(PortProtocol::Sctp),
+        _ => Err(format!(
+            "{path}: {text:?} is not a protocol (TCP, UDP, SCTP)"
+        )),
     }
-    let mut rules = PortRules::default();
+}
+
+fn kubernetes_ports(ports: &[Value], path: &str) -> Result<Vec<NetworkPolicyPort>, String> {
+    let mut result = Vec::new();
     for (i, value) in ports.iter().enumerate() {
         let entry = Obj::new(
             value,
@@ -824,56 +854,38 @@ fn kubernetes_rules(ports: &[Value], path: &str) -> Result<Vec<Rule>, String> {
             Some(&["protocol", "port", "endPort"]),
         )?;
         let protocol = match entry.string("protocol")? {
-            Some(text) => tcp_or_udp(text, &entry.field("protocol"))?,
-            None => Protocol::Tcp,
+            Some(text) => kubernetes_protocol(text, &entry.field("protocol"))?,
+            None => PortProtocol::Tcp,
         };
-        let port = entry
-            .get("port")
-            .map(|v| port_number(v, &entry.field("port")))
-            .transpose()?;
-        let end = entry
+        let port = match entry.get("port") {
+            None => None,
+            Some(Value::String(name)) => Some(PortRef::Name(name.clone())),
+            Some(value) => Some(PortRef::Number(port_number(value, &entry.field("port"))?)),
+        };
+        let end_port = entry
             .get("endPort")
             .map(|v| port_number(v, &entry.field("endPort")))
             .transpose()?;
-        let ports = match (port, end) {
-            (None, None) => None,
-            (None, Some(_)) => {
-                return Err(format!("{}: needs port", entry.field("endPort")));
-            }
-            (Some(port), None) => Some((port, None)),
-            (Some(port), Some(end)) => {
-                if end < port {
-                    return Err(format!(
-                        "{}: {end} is below port {port}",
-                        entry.field("endPort")
-                    ));
-                }
-                Some((port, Some(end)))
-            }
-        };
-        rules.add(protocol, ports);
+        result.push(NetworkPolicyPort {
+            protocol,
+            port,
+            end_port,
+        });
     }
-    Ok(rules.into_rules())
+    Ok(result)
 }
 
-/// A Kubernetes NetworkPolicy object as the apiserver serves it (JSON),
-/// where `tenant_of` gives the tenant of a namespace's pods (its
-/// `romana.io/tenant` label or the cluster's default).
-pub fn parse_kubernetes_object(
-    object: &serde_json::Value,
-    tenant_of: TenantOf,
-) -> Result<Vec<Policy>, String> {
+/// A Kubernetes NetworkPolicy object as the apiserver serves it (JSON).
+pub fn parse_kubernetes_object(object: &serde_json::Value) -> Result<NetworkPolicy, String> {
     let mut document = serde_yaml::to_value(object).map_err(|e| e.to_string())?;
     if let Value::Mapping(map) = &mut document {
         map.insert("apiVersion".into(), K8S_API_VERSION.into());
         map.insert("kind".into(), "NetworkPolicy".into());
     }
-    let policies = kubernetes(&document, "", tenant_of)?;
-    check_unique(&policies)?;
-    Ok(policies)
+    kubernetes(&document, "")
 }
 
-fn kubernetes(document: &Value, path: &str, tenant_of: TenantOf) -> Result<Vec<Policy>, String> {
+fn kubernetes(document: &Value, path: &str) -> Result<NetworkPolicy, String> {
     let top = Obj::new(
         document,
         path,
@@ -901,7 +913,7 @@ fn kubernetes(document: &Value, path: &str, tenant_of: TenantOf) -> Result<Vec<P
         &top.field("spec"),
         Some(&["podSelector", "policyTypes", "ingress", "egress"]),
     )?;
-    let segment = pod_selector(
+    let pod_selector = label_selector(
         spec.get("podSelector").ok_or_else(|| {
             format!(
                 "{}: missing (give {{}} for every pod of the namespace)",
@@ -933,21 +945,27 @@ fn kubernetes(document: &Value, path: &str, tenant_of: TenantOf) -> Result<Vec<P
                         ))
                     }
                 };
-                if !types.contains(&direction) {
-                    types.push(direction);
+                if types.contains(&direction) {
+                    return Err(format!(
+                        "{}: {direction:?} is given twice",
+                        index(&spec.field("policyTypes"), i)
+                    ));
                 }
+                types.push(direction);
             }
             if types.is_empty() {
                 return Err(format!("{}: empty", spec.field("policyTypes")));
             }
         }
     }
-
-    let mut policies = Vec::new();
-    for (direction, key, peer_key, type_name, entries) in [
+    let mut directions: [Option<Vec<NetworkPolicyRule>>; 2] = [None, None];
+    for (slot, (direction, key, peer_key, type_name, entries)) in [
         (Direction::Ingress, "ingress", "from", "Ingress", ingress),
         (Direction::Egress, "egress", "to", "Egress", egress),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let field = spec.field(key);
         if !types.contains(&direction) {
             if !entries.is_empty() {
@@ -958,43 +976,38 @@ fn kubernetes(document: &Value, path: &str, tenant_of: TenantOf) -> Result<Vec<P
             }
             continue;
         }
-        if entries.is_empty() {
-            return Err(format!(
-                "{field}: missing or an empty list (deny all {key}) is not supported yet"
-            ));
-        }
+        let mut rules = Vec::new();
         for (i, value) in entries.iter().enumerate() {
             let entry_path = index(&field, i);
             let entry = Obj::new(value, &entry_path, Some(&[peer_key, "ports"]))?;
-            let peer_values = entry.list(peer_key)?;
-            let peers = if peer_values.is_empty() {
-                vec![Peer::Any]
-            } else {
-                peer_values
-                    .iter()
-                    .enumerate()
-                    .map(|(j, v)| {
-                        kubernetes_peer(v, &index(&entry.field(peer_key), j), namespace, tenant_of)
-                    })
-                    .collect::<Result<_, _>>()?
-            };
-            let rules = kubernetes_rules(entry.list("ports")?, &entry.field("ports"))?;
-            policies.push(checked(Policy {
-                name: format!("{namespace}/{name}/{key}/{i}"),
-                description: format!("Kubernetes NetworkPolicy {namespace}/{name}, {key}[{i}]"),
-                direction,
-                applied_to: vec![Target::Pods {
-                    tenant: tenant_of(namespace),
-                    segment: segment.clone(),
-                }],
-                peers,
-                rules,
-                isolates: true,
-                format: PolicyFormat::Kubernetes,
-            })?);
+            let peers = entry
+                .list(peer_key)?
+                .iter()
+                .enumerate()
+                .map(|(j, v)| kubernetes_peer(v, &index(&entry.field(peer_key), j)))
+                .collect::<Result<_, _>>()?;
+            let ports = kubernetes_ports(entry.list("ports")?, &entry.field("ports"))?;
+            rules.push(NetworkPolicyRule { peers, ports });
         }
+        directions[slot] = Some(rules);
     }
-    Ok(policies)
+    let [ingress, egress] = directions;
+    let policy = NetworkPolicy {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        pod_selector,
+        ingress,
+        egress,
+    };
+    let prefixed = |e: String| {
+        if path.is_empty() {
+            e
+        } else {
+            format!("{path}.{e}")
+        }
+    };
+    policy.validate().map_err(prefixed)?;
+    Ok(policy)
 }
 
 // ---------------------------------------------------------------------------
@@ -1128,7 +1141,7 @@ mod tests {
         Cidr::parse(text).expect("test CIDR")
     }
 
-    fn error_of(result: Result<Vec<Policy>, String>) -> String {
+    fn error_of<T: std::fmt::Debug>(result: Result<T, String>) -> String {
         match result {
             Ok(policies) => panic!("expected an error, got {policies:?}"),
             Err(e) => e,
@@ -1265,55 +1278,111 @@ spec:
       port: 80
 "#;
 
+    fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
+        LabelSelector {
+            match_labels: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            match_expressions: Vec::new(),
+        }
+    }
+
+    fn one(text: &str) -> NetworkPolicy {
+        let file = parse_policy_file(text).expect("parses");
+        assert!(file.policies.is_empty());
+        assert_eq!(file.network_policies.len(), 1);
+        file.network_policies[0].clone()
+    }
+
+    fn tcp_port(port: u16) -> NetworkPolicyPort {
+        NetworkPolicyPort {
+            protocol: PortProtocol::Tcp,
+            port: Some(PortRef::Number(port)),
+            end_port: None,
+        }
+    }
+
     #[test]
-    fn kubernetes_cross_tenant_ingress() {
-        let policies = parse_policy_file(FRONTEND_TO_BACKEND).expect("parses");
+    fn kubernetes_policies_are_kept_in_their_own_terms() {
         assert_eq!(
-            policies,
-            vec![Policy {
-                name: "t1/frontend-to-backend/ingress/0".into(),
-                description: "Kubernetes NetworkPolicy t1/frontend-to-backend, ingress[0]".into(),
-                direction: Direction::Ingress,
-                applied_to: vec![target("t1", Some("backend"))],
-                peers: vec![pods("t2", Some("frontend"))],
-                rules: vec![tcp(&[80])],
-                isolates: true,
-                format: PolicyFormat::Kubernetes,
-            }]
+            one(FRONTEND_TO_BACKEND),
+            NetworkPolicy {
+                namespace: "t1".into(),
+                name: "frontend-to-backend".into(),
+                pod_selector: selector(&[("romana.io/segment", "backend")]),
+                ingress: Some(vec![NetworkPolicyRule {
+                    peers: vec![NetworkPolicyPeer::Pods {
+                        namespaces: Some(selector(&[("kubernetes.io/metadata.name", "t2")])),
+                        pods: Some(selector(&[("romana.io/segment", "frontend")])),
+                    }],
+                    ports: vec![tcp_port(80)],
+                }]),
+                egress: None,
+            }
         );
     }
 
     #[test]
-    fn kubernetes_json_and_defaults() {
-        // JSON; no policyTypes (Ingress by default); two entries: one from
-        // the same tenant's segment on any port, one from anywhere on UDP.
+    fn kubernetes_json_defaults_expressions_named_ports_and_deny_all() {
+        // JSON; no policyTypes (Ingress by default); matchExpressions; a
+        // named port; an ingress rule with no peers (everyone).
         let text = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "web", "namespace": "t1"},
-            "spec": {"podSelector": {},
+            "metadata": {"name": "web", "namespace": "x"},
+            "spec": {"podSelector": {"matchExpressions": [
+                        {"key": "pod", "operator": "In", "values": ["a", "b"]},
+                        {"key": "tier", "operator": "DoesNotExist"}]},
               "ingress": [
-                {"from": [{"podSelector": {"matchLabels": {"romana.io/segment": "frontend"}}},
-                          {"podSelector": {}}]},
-                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "UDP"}]}]}}"#;
-        let policies = parse_policy_file(text).expect("parses");
-        assert_eq!(policies.len(), 2);
-        assert_eq!(policies[0].name, "t1/web/ingress/0");
-        assert_eq!(policies[0].applied_to, vec![target("t1", None)]);
+                {"from": [{"namespaceSelector": {}}, {"podSelector": {}}]},
+                {"ports": [{"protocol": "UDP", "port": "serve-81-udp"}, {"protocol": "SCTP"}]}]}}"#;
+        let policy = one(text);
+        assert_eq!(policy.pod_selector.match_expressions.len(), 2);
         assert_eq!(
-            policies[0].peers,
-            vec![pods("t1", Some("frontend")), pods("t1", None)]
+            policy.pod_selector.match_expressions[1].operator,
+            SelectorOperator::DoesNotExist
         );
-        assert_eq!(policies[0].rules, vec![Rule::any()]);
-        assert_eq!(policies[1].name, "t1/web/ingress/1");
-        assert_eq!(policies[1].peers, vec![Peer::Any]);
-        // A port-less UDP entry opens every UDP port.
+        let rules = policy.ingress.expect("ingress");
         assert_eq!(
-            policies[1].rules,
-            vec![Rule {
-                protocol: Protocol::Udp,
-                ..Rule::any()
-            }]
+            rules[0].peers,
+            vec![
+                NetworkPolicyPeer::Pods {
+                    namespaces: Some(LabelSelector::default()),
+                    pods: None
+                },
+                NetworkPolicyPeer::Pods {
+                    namespaces: None,
+                    pods: Some(LabelSelector::default())
+                },
+            ]
         );
-        assert!(policies.iter().all(|p| p.isolates));
+        assert_eq!(
+            rules[1].ports,
+            vec![
+                NetworkPolicyPort {
+                    protocol: PortProtocol::Udp,
+                    port: Some(PortRef::Name("serve-81-udp".into())),
+                    end_port: None,
+                },
+                NetworkPolicyPort {
+                    protocol: PortProtocol::Sctp,
+                    port: None,
+                    end_port: None,
+                },
+            ]
+        );
+        assert_eq!(policy.egress, None);
+
+        // policyTypes without rules: deny all in that direction.
+        let deny = one("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: deny, namespace: x}\n\
+             spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n");
+        assert_eq!(deny.ingress, Some(vec![]));
+        assert_eq!(deny.egress, Some(vec![]));
+        // No policyTypes and no rules: deny all ingress, as Kubernetes does.
+        let deny = one("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n");
+        assert_eq!(deny.ingress, Some(vec![]));
+        assert_eq!(deny.egress, None);
     }
 
     #[test]
@@ -1323,7 +1392,7 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: out, namespace: t3}
 spec:
-  podSelector: {matchLabels: {romana.io/segment: batch}}
+  podSelector: {matchLabels: {app: batch}}
   policyTypes: [Egress]
   egress:
   - to:
@@ -1335,89 +1404,52 @@ spec:
     - protocol: TCP
       port: 8000
       endPort: 8080
-    - protocol: UDP
-      port: 30000
-      endPort: 32767
 "#;
-        let policies = parse_policy_file(text).expect("parses");
-        assert_eq!(policies.len(), 1);
+        let policy = one(text);
+        assert_eq!(policy.ingress, None);
         assert_eq!(
-            policies[0],
-            Policy {
-                name: "t3/out/egress/0".into(),
-                description: "Kubernetes NetworkPolicy t3/out, egress[0]".into(),
-                direction: Direction::Egress,
-                applied_to: vec![target("t3", Some("batch"))],
-                peers: vec![Peer::Cidr {
+            policy.egress,
+            Some(vec![NetworkPolicyRule {
+                peers: vec![NetworkPolicyPeer::IpBlock {
                     cidr: cidr("10.0.0.0/8"),
                     except: vec![cidr("10.1.0.0/16"), cidr("10.2.3.0/24")],
                 }],
-                rules: vec![
-                    Rule {
-                        protocol: Protocol::Tcp,
-                        ports: vec![443],
-                        port_ranges: vec![(8000, 8080)],
-                        icmp_type: None,
-                        icmp_code: None,
-                    },
-                    Rule {
-                        protocol: Protocol::Udp,
-                        ports: vec![],
-                        port_ranges: vec![(30000, 32767)],
-                        icmp_type: None,
-                        icmp_code: None,
+                ports: vec![
+                    tcp_port(443),
+                    NetworkPolicyPort {
+                        protocol: PortProtocol::Tcp,
+                        port: Some(PortRef::Number(8000)),
+                        end_port: Some(8080),
                     },
                 ],
-                isolates: true,
-                format: PolicyFormat::Kubernetes,
-            }
+            }])
         );
     }
 
     #[test]
-    fn kubernetes_default_types_include_ingress() {
-        // No policyTypes and no ingress: Kubernetes makes this deny-all
-        // ingress, which cannot be expressed yet.
-        let text = FRONTEND_TO_BACKEND
-            .replace("  policyTypes:\n  - Ingress\n", "")
-            .replace("ingress:", "egress:")
-            .replace("- from:", "- to:");
-        let error = error_of(parse_policy_file(&text));
-        assert!(error.starts_with("spec.ingress: missing"), "{error}");
-        assert!(error.contains("deny all"), "{error}");
-        let text = FRONTEND_TO_BACKEND.replace("  ingress:\n", "  ingress: []\n  x:\n");
-        let error = error_of(parse_policy_file(&text));
-        assert!(error.starts_with("spec.x: unknown field"), "{error}");
-    }
-
-    #[test]
-    fn kubernetes_unsupported_fields_are_named() {
+    fn kubernetes_bad_fields_are_named() {
         let cases: Vec<(String, &str)> = vec![
             (
-                FRONTEND_TO_BACKEND.replace("romana.io/segment: backend", "app: backend"),
-                "spec.podSelector.matchLabels.app: label not supported",
-            ),
-            (
                 FRONTEND_TO_BACKEND.replace(
-                    "kubernetes.io/metadata.name: t2",
-                    "kubernetes.io/metadata.name: t2\n          env: prod",
+                    "    matchLabels:\n      romana.io/segment: backend",
+                    "    matchExpressions:\n    - {key: app, operator: Near, values: [a]}",
                 ),
-                "spec.ingress[0].from[0].namespaceSelector.matchLabels.env: label not supported",
+                "spec.podSelector.matchExpressions[0].operator: \"Near\" is not an operator",
             ),
             (
                 FRONTEND_TO_BACKEND.replace(
                     "    matchLabels:\n      romana.io/segment: backend",
-                    "    matchExpressions:\n    - {key: app, operator: In, values: [a]}",
+                    "    matchExpressions:\n    - {key: app, operator: In}",
                 ),
-                "spec.podSelector.matchExpressions: not supported",
+                "spec.podSelector.matchExpressions[0].values: operator In needs at least one value",
             ),
             (
-                FRONTEND_TO_BACKEND.replace("port: 80", "port: http"),
-                "spec.ingress[0].ports[0].port: named port \"http\" is not supported",
+                FRONTEND_TO_BACKEND.replace("port: 80", "port: Not_A_Name"),
+                "spec.ingress[0].ports[0].port: \"Not_A_Name\" is not a port name",
             ),
             (
-                FRONTEND_TO_BACKEND.replace("protocol: TCP", "protocol: SCTP"),
-                "spec.ingress[0].ports[0].protocol: SCTP is not supported (TCP, UDP)",
+                FRONTEND_TO_BACKEND.replace("port: 80", "port: http\n      endPort: 90"),
+                "spec.ingress[0].ports[0].endPort: cannot be given with a named port",
             ),
             (
                 FRONTEND_TO_BACKEND.replace("protocol: TCP", "protocol: ICMP"),
@@ -1434,6 +1466,10 @@ spec:
             (
                 FRONTEND_TO_BACKEND.replace("port: 80", "port: 80\n      endPort: 79"),
                 "spec.ingress[0].ports[0].endPort: 79 is below port 80",
+            ),
+            (
+                FRONTEND_TO_BACKEND.replace("    - protocol: TCP\n      port: 80", "    - endPort: 90"),
+                "spec.ingress[0].ports[0].endPort: needs port",
             ),
             (
                 FRONTEND_TO_BACKEND.replace("  namespace: t1\n", ""),
@@ -1458,19 +1494,16 @@ spec:
                 "apiVersion: \"extensions/v1beta1\" is not supported",
             ),
             (
-                FRONTEND_TO_BACKEND.replace(
-                    "        matchLabels:\n          kubernetes.io/metadata.name: t2",
-                    "        {}",
-                ),
-                "spec.ingress[0].from[0].namespaceSelector: an empty namespaceSelector",
-            ),
-            (
                 FRONTEND_TO_BACKEND.replace("  - Ingress", "  - Egress"),
                 "spec.ingress: given, but spec.policyTypes does not include Ingress",
             ),
             (
                 FRONTEND_TO_BACKEND.replace("  - Ingress", "  - Sideways"),
                 "spec.policyTypes[0]: \"Sideways\" is not a policy type",
+            ),
+            (
+                FRONTEND_TO_BACKEND.replace("  - Ingress", "  - Ingress\n  - Ingress"),
+                "spec.policyTypes[1]: Ingress is given twice",
             ),
             (
                 FRONTEND_TO_BACKEND.replace("    - protocol: TCP", "    - protocol: TCP\n      name: x"),
@@ -1482,6 +1515,13 @@ spec:
                     "  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}",
                 ),
                 "spec.ingress[0].from[0].ipBlock.except[0]: 192.168.0.0/16 is not inside 10.0.0.0/8",
+            ),
+            (
+                FRONTEND_TO_BACKEND.replace(
+                    "  ingress:\n  - from:",
+                    "  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n      podSelector: {}",
+                ),
+                "spec.ingress[0].from[0].ipBlock: ipBlock cannot be combined",
             ),
             (
                 FRONTEND_TO_BACKEND.replace("  ingress:\n  - from:", "  ingress:\n  - from:\n    - {}"),
@@ -1506,13 +1546,12 @@ spec:
             .replace("name: frontend-to-backend", "name: second")
             .replace("port: 80", "port: 443");
         let stream = format!("---\n{FRONTEND_TO_BACKEND}\n---\n{second}\n---\n");
-        let policies = parse_policy_file(&stream).expect("parses");
-        let names: Vec<_> = policies.iter().map(|p| p.name.as_str()).collect();
+        let file = parse_policy_file(&stream).expect("parses");
+        assert_eq!(file.names(), ["t1/frontend-to-backend", "t1/second"]);
         assert_eq!(
-            names,
-            ["t1/frontend-to-backend/ingress/0", "t1/second/ingress/0"]
+            file.network_policies[1].ingress.as_ref().expect("rules")[0].ports,
+            vec![tcp_port(443)]
         );
-        assert_eq!(policies[1].rules, vec![tcp(&[443])]);
 
         // The same policy twice would silently replace itself.
         let twice = format!("{FRONTEND_TO_BACKEND}\n---\n{FRONTEND_TO_BACKEND}");
@@ -1522,11 +1561,11 @@ spec:
         // Errors say which document.
         let bad = format!(
             "{FRONTEND_TO_BACKEND}\n---\n{}",
-            second.replace("port: 443", "port: https")
+            second.replace("port: 443", "port: 99999")
         );
         let error = error_of(parse_policy_file(&bad));
         assert!(
-            error.starts_with("document 2: spec.ingress[0].ports[0].port: named port"),
+            error.starts_with("document 2: spec.ingress[0].ports[0].port: 99999"),
             "{error}"
         );
 
@@ -1541,7 +1580,7 @@ spec:
                 first = false;
             }
         }
-        assert_eq!(parse_policy_file(&list).expect("list parses"), policies);
+        assert_eq!(parse_policy_file(&list).expect("list parses"), file);
         let bad_list = list.replace("port: 443", "port: 0");
         let error = error_of(parse_policy_file(&bad_list));
         assert!(
@@ -1550,7 +1589,6 @@ spec:
         );
         assert!(parse_policy_file("---\n---\n").is_err());
     }
-
     const ROMANA: &str = r#"{"securitypolicies": [{
         "name": "web",
         "description": "web from t2 and the hosts",
@@ -1570,7 +1608,7 @@ spec:
 
     #[test]
     fn romana_json_parses() {
-        let policies = parse_policy_file(ROMANA).expect("parses");
+        let policies = parse_policy_file(ROMANA).expect("parses").policies;
         assert_eq!(
             policies,
             vec![

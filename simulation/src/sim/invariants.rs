@@ -107,7 +107,7 @@ fn check_dataplane(registry: &super::Registry) -> Vec<Violation> {
                 reason: format!("{} routes for {others} other hosts", routes.len()),
             });
         }
-        let chains = romana_node::dataplane::firewall::desired_chains(state, true);
+        let chains = romana_node::dataplane::firewall::desired(state, None, true).map(|d| d.chains);
         match &first_chains {
             None => first_chains = Some(chains),
             Some(first) if *first != chains => violations.push(Violation::Dataplane {

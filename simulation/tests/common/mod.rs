@@ -192,8 +192,20 @@ pub fn udp_reaches(netns: &str, server_netns: &str, address: &str, port: u16) ->
 }
 
 /// The project's rules on a host.
+/// The project's rules on a host (every `ROMANA-*` chain), as
+/// `iptables -S` prints them; `None` if iptables cannot be read.
+pub fn romana_rules(netns: &str) -> Option<String> {
+    let all = in_netns(netns, &["iptables", "-S"]).ok()?;
+    Some(
+        all.lines()
+            .filter(|line| line.contains("ROMANA-"))
+            .map(|line| format!("{line}\n"))
+            .collect(),
+    )
+}
+
 pub fn rules_of(lab: &LabGuard, host: &str) -> String {
-    in_netns(&lab.netns(host), &["iptables", "-S", "ROMANA-FORWARD"]).unwrap_or_default()
+    romana_rules(&lab.netns(host)).unwrap_or_default()
 }
 
 impl LabGuard {
@@ -214,11 +226,8 @@ impl LabGuard {
     pub fn wait_rules(&self, what: &str, condition: impl Fn(&str) -> bool) {
         self.wait_until(what, |lab| {
             (1..=lab.lab.hosts.len()).all(|h| {
-                in_netns(
-                    &lab.netns(&format!("host{h}")),
-                    &["iptables", "-S", "ROMANA-FORWARD"],
-                )
-                .is_ok_and(|rules| condition(&rules))
+                romana_rules(&lab.netns(&format!("host{h}")))
+                    .is_some_and(|rules| rules.contains("-A ROMANA-FORWARD") && condition(&rules))
             })
         });
     }
