@@ -6,8 +6,10 @@
 #                                 httpd, ... on PATH and at /bin/busybox),
 #                                 netcat-openbsd as `nc` (UDP: `nc -u`) with
 #                                 its libraries, udp-echo (images/udp-echo.c)
-#                                 and dns-server (images/dns-server.c: every
+#                                 dns-server (images/dns-server.c: every
 #                                 A query answered with the address given)
+#                                 and netpol-agent (images/netpol-agent.c:
+#                                 the NetworkPolicy tests' server and prober)
 #
 # into $ROMANA_K8S_CACHE/images/<hash of the inputs>/, so a second run builds
 # nothing. Prints that directory (pause.tar, romana-test.tar) on stdout.
@@ -23,7 +25,7 @@ done
 [[ -x /bin/nc.openbsd ]] || { log "/bin/nc.openbsd is missing (apt-get install netcat-openbsd)"; exit 1; }
 
 busybox=$(command -v busybox)
-key=$( { cat "$here/images/pause.c" "$here/images/udp-echo.c" "$here/images/dns-server.c" "$here/images/oci-archive.py" "$0"; sha256sum "$busybox" /bin/nc.openbsd; } | sha256sum | cut -c1-16)
+key=$( { cat "$here/images/pause.c" "$here/images/udp-echo.c" "$here/images/dns-server.c" "$here/images/netpol-agent.c" "$here/images/oci-archive.py" "$0"; sha256sum "$busybox" /bin/nc.openbsd; } | sha256sum | cut -c1-16)
 out="$CACHE/images/$key"
 # `current` names the newest build: the lab's default images dir.
 point_current() { ln -sfn "$key" "$CACHE/images/current"; }
@@ -59,6 +61,7 @@ ldd /bin/nc.openbsd | awk '/=>/ { print $3 } /^\s*\/lib64/ { print $1 }' | while
 done
 gcc -static -O2 -o "$root/bin/udp-echo" "$here/images/udp-echo.c"
 gcc -static -O2 -o "$root/bin/dns-server" "$here/images/dns-server.c"
+gcc -static -O2 -o "$root/bin/netpol-agent" "$here/images/netpol-agent.c"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 echo "romana test image" > "$root/var/www/index.html"

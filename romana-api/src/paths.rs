@@ -35,6 +35,8 @@ pub const POLICY_ROUTE: &str = "/v1/policies/{*name}";
 pub const TPR_POLICIES_ROUTE: &str =
     "/apis/romana.io/demo/v1/namespaces/{namespace}/networkpolicys";
 pub const PATH_EXPLAIN: &str = "/v1/explain";
+/// Who reaches whom among given pods (`policy matrix`).
+pub const PATH_EXPLAIN_MATRIX: &str = "/v1/explain/matrix";
 
 pub const PATH_AUDIT_RECORDS: &str = "/v1/audit/records";
 

@@ -45,3 +45,26 @@ pub struct ExplainView {
     #[serde(default)]
     pub egress: Option<String>,
 }
+
+/// Query of `GET /v1/explain/matrix`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct MatrixQuery {
+    /// Comma-separated pods (`NAMESPACE/NAME`) or addresses.
+    pub pods: String,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// Every (from, to) pair of the pods asked for, as `explain` decides it; a
+/// pod always reaches itself (its traffic to its own address never leaves
+/// it).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct MatrixView {
+    pub pods: Vec<String>,
+    /// `allowed[from][to]`.
+    pub allowed: Vec<Vec<bool>>,
+    /// `decided_by[from][to]`.
+    pub decided_by: Vec<Vec<String>>,
+}

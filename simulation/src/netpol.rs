@@ -204,7 +204,7 @@ impl fmt::Display for Table {
 
 fn policy(namespace: &str, name: &str, spec: &str) -> String {
     let mut text = format!(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n"
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: \"{namespace}\"\nspec:\n"
     );
     for line in spec.trim_matches('\n').lines() {
         text.push_str("  ");
@@ -281,7 +281,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "from-y",
-                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: y}}",
+                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: \"y\"}}",
                 )],
                 vec![probe(Tcp, 80, into_xa(|f| f.namespace == "y"))],
             )]
@@ -301,7 +301,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "and",
-                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: y}}\n    podSelector: {matchLabels: {pod: b}}",
+                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: \"y\"}}\n    podSelector: {matchLabels: {pod: b}}",
                 )],
                 vec![probe(Tcp, 80, into_xa(|f| f.is("y/b")))],
             )]
@@ -311,7 +311,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "or",
-                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: y}}\n  - podSelector: {matchLabels: {pod: b}}",
+                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: \"y\"}}\n  - podSelector: {matchLabels: {pod: b}}",
                 )],
                 vec![probe(
                     Tcp,
@@ -331,7 +331,7 @@ pub fn cases() -> Vec<Case> {
                     apply(
                         "x",
                         "from-z-c",
-                        "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: z}}\n    podSelector: {matchLabels: {pod: c}}",
+                        "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: \"z\"}}\n    podSelector: {matchLabels: {pod: c}}",
                     ),
                 ],
                 vec![probe(Tcp, 80, into_xa(|f| f.is("x/b") || f.is("z/c")))],
@@ -342,7 +342,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "ns-in",
-                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector:\n      matchExpressions: [{key: ns, operator: In, values: [y]}]",
+                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector:\n      matchExpressions: [{key: ns, operator: In, values: [\"y\"]}]",
                 )],
                 vec![probe(Tcp, 80, into_xa(|f| f.namespace == "y"))],
             )]
@@ -352,7 +352,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "ns-notin",
-                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector:\n      matchExpressions: [{key: ns, operator: NotIn, values: [x]}]",
+                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector:\n      matchExpressions: [{key: ns, operator: NotIn, values: [\"x\"]}]",
                 )],
                 vec![probe(Tcp, 80, into_xa(|f| f.namespace != "x"))],
             )]
@@ -412,7 +412,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "named-81-from-y",
-                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: y}}\n  ports:\n  - port: serve-81-tcp",
+                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: \"y\"}}\n  ports:\n  - port: serve-81-tcp",
                 )],
                 vec![
                     probe(Tcp, 81, into_xa(|f| f.namespace == "y")),
@@ -438,7 +438,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "udp-only",
-                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: y}}\n  ports:\n  - protocol: UDP",
+                    "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: \"y\"}}\n  ports:\n  - protocol: UDP",
                 )],
                 vec![
                     probe(Udp, 80, into_xa(|f| f.namespace == "y")),
@@ -479,7 +479,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "to-y",
-                    "podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Egress]\negress:\n- to:\n  - namespaceSelector: {matchLabels: {ns: y}}",
+                    "podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Egress]\negress:\n- to:\n  - namespaceSelector: {matchLabels: {ns: \"y\"}}",
                 )],
                 vec![probe(Tcp, 80, from_xa(|t| t.namespace == "y"))],
             )]
@@ -502,7 +502,7 @@ pub fn cases() -> Vec<Case> {
                 vec![apply(
                     "x",
                     "to-z-named-81-udp",
-                    "podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Egress]\negress:\n- to:\n  - namespaceSelector: {matchLabels: {ns: z}}\n  ports:\n  - protocol: UDP\n    port: serve-81-udp",
+                    "podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Egress]\negress:\n- to:\n  - namespaceSelector: {matchLabels: {ns: \"z\"}}\n  ports:\n  - protocol: UDP\n    port: serve-81-udp",
                 )],
                 vec![
                     probe(Udp, 81, from_xa(|t| t.namespace == "z")),
@@ -554,7 +554,7 @@ pub fn cases() -> Vec<Case> {
                     apply(
                         "x",
                         "a-from-y",
-                        "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: y}}",
+                        "podSelector: {matchLabels: {pod: a}}\ningress:\n- from:\n  - namespaceSelector: {matchLabels: {ns: \"y\"}}",
                     ),
                     apply(
                         "y",
@@ -573,7 +573,7 @@ pub fn cases() -> Vec<Case> {
                     "x",
                     "update-me",
                     &format!(
-                        "podSelector: {{matchLabels: {{pod: a}}}}\ningress:\n- from:\n  - namespaceSelector: {{matchLabels: {{ns: {ns}}}}}"
+                        "podSelector: {{matchLabels: {{pod: a}}}}\ningress:\n- from:\n  - namespaceSelector: {{matchLabels: {{ns: \"{ns}\"}}}}"
                     ),
                 )
             };
@@ -667,7 +667,22 @@ impl Default for Model {
 }
 
 impl Model {
+    /// The upstream model: x, y, z with a, b, c.
     pub fn new() -> Self {
+        let mut model = Self::cluster();
+        for pod in pods() {
+            let labels = Labels::from([("pod".to_string(), pod.name.to_string())]);
+            if let Some(address) =
+                model.add_pod(pod.namespace, pod.name, pod.host(), labels, pod_ports())
+            {
+                model.addresses.insert(pod, address);
+            }
+        }
+        model
+    }
+
+    /// The three hosts, tenant `default`, namespaces x, y, z; no pods.
+    pub fn cluster() -> Self {
         let mut model = Self {
             state: ClusterState::default(),
             index: 0,
@@ -700,31 +715,43 @@ impl Model {
                 ]),
             });
         }
-        for pod in pods() {
-            model.mirror(
-                pod,
-                Labels::from([("pod".to_string(), pod.name.to_string())]),
-            );
-            let outcome = model.submit(Command::AllocateAddress(AllocationRequest {
-                host: pod.host().into(),
-                tenant: "default".into(),
-                segment: "default".into(),
-                owner: ContainerInterface {
-                    container_id: format!("{}-{}", pod.namespace, pod.name),
-                    ifname: "eth0".into(),
-                },
-                pod_namespace: Some(pod.namespace.into()),
-                pod_name: Some(pod.name.into()),
-                network: None,
-            }));
-            if let Outcome::Applied(raft_store::state::Effect::AddressAllocated {
-                address, ..
-            }) = outcome
-            {
-                model.addresses.insert(pod, address);
-            }
-        }
         model
+    }
+
+    /// A pod mirrored and given an address on `host`, as a pod start does.
+    pub fn add_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        host: &str,
+        labels: Labels,
+        ports: Vec<PodPort>,
+    ) -> Option<Ipv4Addr> {
+        self.submit(Command::MirrorPod(PodMirror {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: format!("uid-{namespace}-{name}"),
+            node: Some(host.into()),
+            labels,
+            ports,
+        }));
+        match self.submit(Command::AllocateAddress(AllocationRequest {
+            host: host.into(),
+            tenant: "default".into(),
+            segment: "default".into(),
+            owner: ContainerInterface {
+                container_id: format!("{namespace}-{name}"),
+                ifname: "eth0".into(),
+            },
+            pod_namespace: Some(namespace.into()),
+            pod_name: Some(name.into()),
+            network: None,
+        })) {
+            Outcome::Applied(raft_store::state::Effect::AddressAllocated { address, .. }) => {
+                Some(address)
+            }
+            _ => None,
+        }
     }
 
     fn submit(&mut self, command: Command) -> Outcome {
@@ -738,6 +765,11 @@ impl Model {
             command,
         );
         self.state.apply(self.index, 0, &request).outcome
+    }
+
+    /// The host number of a host of the model.
+    pub fn host_number(&self, host: &str) -> Option<u32> {
+        self.state.nodes.get(host).map(|n| n.host_number)
     }
 
     fn mirror(&mut self, pod: Pod, labels: Labels) {
@@ -804,6 +836,45 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// `pods` pods spread over the namespaces and hosts (labels `pod:
+    /// a|b|c`, `app: app0..app9`, the model's ports) under `policies`
+    /// NetworkPolicies of every shape (selectors by label and expression,
+    /// namespaces, named and numbered ports, ranges, ipBlocks, deny-all,
+    /// egress).
+    pub fn scaled(pods: usize, policies: usize) -> Self {
+        let mut model = Self::cluster();
+        for i in 0..pods {
+            let namespace = NAMESPACES[i % 3];
+            let labels = Labels::from([
+                ("pod".to_string(), PODS[(i / 3) % 3].to_string()),
+                ("app".to_string(), format!("app{}", i % 10)),
+            ]);
+            model.add_pod(
+                namespace,
+                &format!("p{i}"),
+                HOSTS[(i / 9) % 3],
+                labels,
+                pod_ports(),
+            );
+        }
+        for i in 0..policies {
+            let namespace = NAMESPACES[i % 3];
+            let app = format!("app{}", i % 10);
+            let spec = match i % 5 {
+                0 => format!("podSelector: {{matchLabels: {{app: {app}}}}}\ningress:\n- from:\n  - namespaceSelector: {{matchLabels: {{ns: \"y\"}}}}\n    podSelector: {{matchLabels: {{pod: b}}}}\n  ports:\n  - port: serve-80-tcp"),
+                1 => format!("podSelector:\n  matchExpressions: [{{key: app, operator: In, values: [{app}, app9]}}]\ningress:\n- from:\n  - podSelector: {{matchLabels: {{pod: c}}}}\n  - ipBlock: {{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}\n  ports:\n  - port: 81\n    endPort: 90"),
+                2 => format!("podSelector: {{matchLabels: {{app: {app}}}}}\npolicyTypes: [Egress]\negress:\n- to:\n  - namespaceSelector: {{matchLabels: {{ns: \"z\"}}}}\n  ports:\n  - protocol: UDP\n    port: serve-81-udp"),
+                3 => format!("podSelector: {{matchLabels: {{app: {app}}}}}\npolicyTypes: [Ingress, Egress]"),
+                _ => format!("podSelector: {{matchLabels: {{pod: a, app: {app}}}}}\ningress:\n- from:\n  - namespaceSelector: {{}}\n  ports:\n  - protocol: TCP\n    port: 80\n  - protocol: UDP"),
+            };
+            let text = policy(namespace, &format!("policy-{i}"), &spec);
+            model
+                .act(&Action::Apply(text))
+                .unwrap_or_else(|e| panic!("policy {i}: {e}"));
+        }
+        model
     }
 
     /// The table the policy compiler predicts for `probe` (what `policy

@@ -768,7 +768,7 @@ fn romana_installs_with_one_apply_and_isolates_tenants_in_real_kubernetes() {
         "mirror-namespace team-b labels={kubernetes.io/metadata.name=team-b,romana.io/tenant=t2}",
         "kubernetes:NetworkPolicy shop/backend-from-frontend",
         "kubernetes:RomanaNetworkPolicy t1/pol1",
-        "delete-policy shop/backend-from-frontend/ingress/0",
+        "delete-network-policy shop/backend-from-frontend",
     ] {
         assert!(
             audit.contains(wanted),

@@ -34,3 +34,84 @@ fn the_compiler_predicts_every_upstream_table() {
     assert!(probes >= 40, "only {probes} probes");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Installs `desired` into a fresh network namespace (sets, then rules,
+/// as the node does) and reads it back.
+fn install(
+    netns: &romana_testkit::Netns,
+    desired: &romana_node::dataplane::firewall::Desired,
+) -> (usize, usize) {
+    use romana_node::dataplane::{firewall, ipsets};
+    let pipe = |program: &str, args: &[&str], input: &str| -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &netns.name, program])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        let output = child.wait_with_output().expect("wait");
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let sets = ipsets::restore_input(&desired.sets, &ipsets::Observed::new()).unwrap_or_default();
+    pipe("ipset", &["restore"], &sets);
+    let rules = firewall::restore_input(&desired.chains, &firewall::Observed::default())
+        .expect("rules to install");
+    pipe("iptables-restore", &["-w", "--noflush"], &rules);
+    // Read back: what the kernel holds is exactly what was rendered (a
+    // second pass would change nothing).
+    let observed = firewall::parse_observed(&pipe("iptables", &["-w", "-S"], ""));
+    assert_eq!(
+        firewall::restore_input(&desired.chains, &observed),
+        None,
+        "the kernel prints the rules as they were rendered"
+    );
+    let observed_sets = ipsets::parse_save(&pipe("ipset", &["save"], ""));
+    assert_eq!(ipsets::restore_input(&desired.sets, &observed_sets), None);
+    let rules = observed.chains.values().map(Vec::len).sum();
+    let entries = observed_sets.values().map(|s| s.members.len()).sum();
+    (rules, entries)
+}
+
+#[test]
+fn rules_grow_with_policies_and_set_entries_with_pods() {
+    // Goal: under the same 20 policies, a host holds the same number of
+    // iptables rules with 10 pods as with 300; only set entries grow. The
+    // rules and sets are installed in a real kernel (a namespace) and read
+    // back.
+    let mut counts = Vec::new();
+    for pods in [10, 300] {
+        let model = Model::scaled(pods, 20);
+        let host = model.host_number("host1");
+        let desired = romana_node::dataplane::firewall::desired(&model.state, host, true)
+            .expect("initialised");
+        let netns = romana_testkit::Netns::new();
+        counts.push((pods, install(&netns, &desired)));
+    }
+    let [(_, (rules_10, entries_10)), (_, (rules_300, entries_300))] = counts[..] else {
+        panic!("two counts");
+    };
+    eprintln!(
+        "host1, 20 policies: 10 pods: {rules_10} rules, {entries_10} set entries; \
+         300 pods: {rules_300} rules, {entries_300} set entries"
+    );
+    assert!(rules_10 > 20, "the policies have rules ({rules_10})");
+    assert_eq!(rules_10, rules_300, "rules do not grow with pods");
+    assert!(
+        entries_300 > 10 * entries_10.max(1),
+        "set entries grow with pods: {entries_10} -> {entries_300}"
+    );
+}

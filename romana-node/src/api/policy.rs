@@ -12,8 +12,10 @@ use raft_store::entry::policy::{Policy, Protocol};
 use raft_store::state::{ClusterState, Effect, NetworkPolicyRecord, Outcome, PolicyRecord};
 use raft_store::Command;
 use romana_api::cluster::WriteResult;
-use romana_api::paths::{PATH_EXPLAIN, PATH_POLICIES, POLICY_ROUTE, TPR_POLICIES_ROUTE};
-use romana_api::policy::{ExplainQuery, ExplainView, PolicyView};
+use romana_api::paths::{
+    PATH_EXPLAIN, PATH_EXPLAIN_MATRIX, PATH_POLICIES, POLICY_ROUTE, TPR_POLICIES_ROUTE,
+};
+use romana_api::policy::{ExplainQuery, ExplainView, MatrixQuery, MatrixView, PolicyView};
 
 use super::{client_actor, write_result, Listener};
 use crate::api_error::ApiError;
@@ -26,6 +28,7 @@ pub fn routes() -> Router<Node> {
         .route(PATH_POLICIES, get(list).post(apply))
         .route(POLICY_ROUTE, get(show).delete(delete))
         .route(PATH_EXPLAIN, get(explain_packet))
+        .route(PATH_EXPLAIN_MATRIX, get(explain_matrix))
         .route(TPR_POLICIES_ROUTE, post(apply_tpr))
         .route(&format!("{TPR_POLICIES_ROUTE}/"), post(apply_tpr))
 }
@@ -286,5 +289,72 @@ async fn explain_packet(
         destination_pod: pod_at(state, packet.destination),
         policies,
         egress: decision.egress.map(|rule| rule.origin.clone()),
+    }))
+}
+
+/// Most pods one matrix may name (the answer grows with the square).
+const MAX_MATRIX_PODS: usize = 64;
+
+async fn explain_matrix(
+    State(node): State<Node>,
+    Query(query): Query<MatrixQuery>,
+) -> Result<Json<MatrixView>, ApiError> {
+    let names: Vec<String> = query
+        .pods
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    if names.is_empty() || names.len() > MAX_MATRIX_PODS {
+        return Err(ApiError::BadRequest(format!(
+            "pods: give 1 to {MAX_MATRIX_PODS}, got {}",
+            names.len()
+        )));
+    }
+    let protocol = parse_protocol(query.protocol.as_deref()).map_err(ApiError::BadRequest)?;
+    let projection = node.shared.read();
+    let state = &projection.state;
+    let addresses = names
+        .iter()
+        .map(|name| endpoint_address(state, name, "pod"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let compiled = compile(state, Scope::Cluster)
+        .ok_or_else(|| ApiError::Unavailable("the cluster is not initialised yet".into()))?;
+    let mut allowed = Vec::new();
+    let mut decided_by = Vec::new();
+    for (i, source) in addresses.iter().enumerate() {
+        let mut row = Vec::new();
+        let mut why = Vec::new();
+        for (j, destination) in addresses.iter().enumerate() {
+            if i == j || source == destination {
+                row.push(true);
+                why.push("a pod reaches itself".to_string());
+                continue;
+            }
+            let decision = explain(
+                &compiled,
+                &Packet {
+                    source: *source,
+                    destination: *destination,
+                    protocol,
+                    port: query.port,
+                },
+            );
+            row.push(decision.verdict == Verdict::Accept);
+            why.push(
+                decision
+                    .decided_by
+                    .map(|rule| rule.origin.clone())
+                    .unwrap_or_else(|| "not pod traffic".into()),
+            );
+        }
+        allowed.push(row);
+        decided_by.push(why);
+    }
+    Ok(Json(MatrixView {
+        pods: names,
+        allowed,
+        decided_by,
     }))
 }

@@ -22,10 +22,11 @@ use romana_api::ipam::{
     SegmentView, TenantView,
 };
 use romana_api::paths::{
-    DEFAULT_API_SOCKET, PATH_ADDRESSES, PATH_ALLOCATIONS, PATH_EXPLAIN, PATH_HOSTS, PATH_LAYOUT,
-    PATH_NODES, PATH_NOTES, PATH_POLICIES, PATH_READY, PATH_RELEASE, PATH_STATUS, PATH_TENANTS,
+    DEFAULT_API_SOCKET, PATH_ADDRESSES, PATH_ALLOCATIONS, PATH_EXPLAIN, PATH_EXPLAIN_MATRIX,
+    PATH_HOSTS, PATH_LAYOUT, PATH_NODES, PATH_NOTES, PATH_POLICIES, PATH_READY, PATH_RELEASE,
+    PATH_STATUS, PATH_TENANTS,
 };
-use romana_api::policy::ExplainView;
+use romana_api::policy::{ExplainView, MatrixView};
 
 use crate::error::Error;
 use crate::http_client::{ApiClient, CallError, Endpoint};
@@ -165,6 +166,14 @@ pub enum PolicyCommand {
         dst: String,
         #[arg(value_name = "PROTO/PORT")]
         protocol_port: Option<String>,
+    },
+    /// Who reaches whom: `explain` for every pair of the pods given
+    /// (NAMESPACE/NAME or addresses), as a table (`.` allowed, `X` denied).
+    Matrix {
+        #[arg(value_name = "PROTO/PORT")]
+        protocol_port: String,
+        #[arg(required = true)]
+        pods: Vec<String>,
     },
 }
 
@@ -604,19 +613,7 @@ async fn policy_command(
         } => {
             let mut query = format!("src={src}&dst={dst}");
             if let Some(spec) = protocol_port {
-                let (protocol, port) = match spec.split_once('/') {
-                    Some((protocol, port)) => (protocol.to_string(), Some(port.to_string())),
-                    None => (spec.clone(), None),
-                };
-                query.push_str(&format!("&protocol={protocol}"));
-                if let Some(port) = port {
-                    let port: u16 = port.parse().map_err(|_| {
-                        Error::Config(format!(
-                            "{spec:?}: the port must be a number from 0 to 65535"
-                        ))
-                    })?;
-                    query.push_str(&format!("&port={port}"));
-                }
+                query.push_str(&protocol_port_query(&spec)?);
             }
             let view: ExplainView = client
                 .get(&format!("{PATH_EXPLAIN}?{query}"))
@@ -641,7 +638,59 @@ async fn policy_command(
                 text
             })
         }
+        PolicyCommand::Matrix {
+            protocol_port,
+            pods,
+        } => {
+            let query = format!(
+                "pods={}{}",
+                pods.join(","),
+                protocol_port_query(&protocol_port)?
+            );
+            let view: MatrixView = client
+                .get(&format!("{PATH_EXPLAIN_MATRIX}?{query}"))
+                .await
+                .map_err(api)?;
+            render(output, &view, matrix_table)
+        }
     }
+}
+
+/// `&protocol=P[&port=N]` for `tcp/80`, `udp/53`, `icmp`, `icmp/8`.
+fn protocol_port_query(spec: &str) -> Result<String, Error> {
+    let (protocol, port) = match spec.split_once('/') {
+        Some((protocol, port)) => (protocol, Some(port)),
+        None => (spec, None),
+    };
+    let mut query = format!("&protocol={protocol}");
+    if let Some(port) = port {
+        let port: u16 = port.parse().map_err(|_| {
+            Error::Config(format!(
+                "{spec:?}: the port must be a number from 0 to 65535"
+            ))
+        })?;
+        query.push_str(&format!("&port={port}"));
+    }
+    Ok(query)
+}
+
+/// Upstream's reachability layout: a row per source, a column per
+/// destination.
+fn matrix_table(view: &MatrixView) -> String {
+    let mut text = String::from("FROM\\TO");
+    for pod in &view.pods {
+        text.push_str(&format!(" {pod}"));
+    }
+    text.push('\n');
+    for (i, from) in view.pods.iter().enumerate() {
+        text.push_str(from);
+        for (j, to) in view.pods.iter().enumerate() {
+            let cell = if view.allowed[i][j] { "." } else { "X" };
+            text.push_str(&format!(" {cell:>width$}", width = to.len()));
+        }
+        text.push('\n');
+    }
+    text
 }
 
 fn hosts_table(hosts: &[HostView]) -> String {

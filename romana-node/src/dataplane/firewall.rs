@@ -303,7 +303,11 @@ fn iptables(args: &[&str]) -> Result<String, FirewallError> {
 }
 
 pub fn observe() -> Result<Observed, FirewallError> {
-    let all = iptables(&["-S"])?;
+    Ok(parse_observed(&iptables(&["-S"])?))
+}
+
+/// Reads `iptables -S` output: the project's chains and jumps.
+pub fn parse_observed(all: &str) -> Observed {
     let mut chains = Chains::new();
     for line in all.lines() {
         if let Some(chain) = line.strip_prefix("-N ") {
@@ -317,7 +321,7 @@ pub fn observe() -> Result<Observed, FirewallError> {
             }
         }
     }
-    Ok(Observed {
+    Observed {
         chains,
         has_jump: all.lines().any(|l| l == format!("-A FORWARD -j {CHAIN}")),
         has_output_jump: all
@@ -327,7 +331,7 @@ pub fn observe() -> Result<Observed, FirewallError> {
             .lines()
             .any(|l| l == format!("-A FORWARD -m comment --comment \"{TAIL_COMMENT}\" -j ACCEPT")),
         policy_drop: all.lines().any(|l| l == "-P FORWARD DROP"),
-    })
+    }
 }
 
 /// The `iptables-restore --noflush` input turning `observed` into
