@@ -160,7 +160,8 @@ for r in 1 2 3 4 5; do
     mbit=$(k -n x exec a -- /bin/netpol-agent blast "$xb_ip" 5001 5 | awk '{print $5}')
     echo "{\"kind\": \"tput-$mode\", \"mbit\": $mbit}" >>"$results"
     if [[ $mode == policies ]]; then
-      for i in $(seq 1 100); do echo "tput-$i"; done | xargs k -n x delete networkpolicy >/dev/null
+      # shellcheck disable=SC2046
+      k -n x delete networkpolicy $(for i in $(seq 1 100); do echo "tput-$i"; done) >/dev/null
       until_ms "$(now_ms)" no_host_names x/tput-100 >/dev/null
     fi
   done

@@ -115,3 +115,84 @@ fn rules_grow_with_policies_and_set_entries_with_pods() {
         "set entries grow with pods: {entries_10} -> {entries_300}"
     );
 }
+
+#[test]
+fn a_named_port_resolves_per_pod_and_peer_sets_fill_only_where_a_policy_applies() {
+    // Goal: `port: web` opens each destination pod's own port of that name
+    // (8080 on one pod, 9090 on another), never the other's number; and a
+    // host with none of the policy's pods holds its peer sets empty.
+    use raft_store::entry::{Labels, PodPort, PortProtocol};
+    use romana_node::policy::compiler::{compile, explain, Packet, Scope, Verdict};
+    use simulation::netpol::Action;
+    let mut model = Model::cluster();
+    let web = |port| PodPort {
+        name: Some("web".into()),
+        port,
+        protocol: PortProtocol::Tcp,
+    };
+    let labels = |app: &str| Labels::from([("app".to_string(), app.to_string())]);
+    let one = model
+        .add_pod("x", "one", "host1", labels("web"), vec![web(8080)])
+        .expect("address");
+    let two = model
+        .add_pod("x", "two", "host2", labels("web"), vec![web(9090)])
+        .expect("address");
+    let client = model
+        .add_pod("y", "client", "host3", labels("client"), Vec::new())
+        .expect("address");
+    model
+        .act(&Action::Apply(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: web, namespace: x}\n\
+             spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  \
+             - from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}]\n    \
+             ports: [{port: web}]\n"
+                .into(),
+        ))
+        .expect("apply");
+    let compiled = compile(&model.state, Scope::Cluster).expect("initialised");
+    let verdict = |destination, port| {
+        explain(
+            &compiled,
+            &Packet {
+                source: client,
+                destination,
+                protocol: raft_store::entry::policy::Protocol::Tcp,
+                port: Some(port),
+            },
+        )
+        .verdict
+    };
+    assert_eq!(verdict(one, 8080), Verdict::Accept);
+    assert_eq!(
+        verdict(one, 9090),
+        Verdict::Drop,
+        "not the other pod's number"
+    );
+    assert_eq!(verdict(two, 9090), Verdict::Accept);
+    assert_eq!(verdict(two, 8080), Verdict::Drop);
+
+    // host1 and host2 run the policy's pods: the peer set holds the client;
+    // host3 runs none: the same sets exist there, empty.
+    for (host, filled) in [("host1", true), ("host2", true), ("host3", false)] {
+        let desired =
+            romana_node::dataplane::firewall::desired(&model.state, model.host_number(host), true)
+                .expect("initialised");
+        let holds_client = desired
+            .sets
+            .values()
+            .any(|set| set.members.iter().any(|m| m.address == client));
+        assert_eq!(holds_client, filled, "{host}");
+        let local_targets: usize = desired
+            .sets
+            .values()
+            .filter(|set| set.description.ends_with("on this host"))
+            .map(|set| set.members.len())
+            .sum();
+        assert_eq!(
+            local_targets,
+            usize::from(filled),
+            "{host}: its own pods only"
+        );
+    }
+}
