@@ -841,8 +841,8 @@ impl Model {
     /// `pods` pods spread over the namespaces and hosts (labels `pod:
     /// a|b|c`, `app: app0..app9`, the model's ports) under `policies`
     /// NetworkPolicies of every shape (selectors by label and expression,
-    /// namespaces, named and numbered ports, ranges, ipBlocks, deny-all,
-    /// egress).
+    /// namespaces, named and numbered ports, ranges, SCTP, ipBlocks,
+    /// deny-all, egress).
     pub fn scaled(pods: usize, policies: usize) -> Self {
         let mut model = Self::cluster();
         for i in 0..pods {
@@ -867,7 +867,7 @@ impl Model {
                 1 => format!("podSelector:\n  matchExpressions: [{{key: app, operator: In, values: [{app}, app9]}}]\ningress:\n- from:\n  - podSelector: {{matchLabels: {{pod: c}}}}\n  - ipBlock: {{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}\n  ports:\n  - port: 81\n    endPort: 90"),
                 2 => format!("podSelector: {{matchLabels: {{app: {app}}}}}\npolicyTypes: [Egress]\negress:\n- to:\n  - namespaceSelector: {{matchLabels: {{ns: \"z\"}}}}\n  ports:\n  - protocol: UDP\n    port: serve-81-udp"),
                 3 => format!("podSelector: {{matchLabels: {{app: {app}}}}}\npolicyTypes: [Ingress, Egress]"),
-                _ => format!("podSelector: {{matchLabels: {{pod: a, app: {app}}}}}\ningress:\n- from:\n  - namespaceSelector: {{}}\n  ports:\n  - protocol: TCP\n    port: 80\n  - protocol: UDP"),
+                _ => format!("podSelector: {{matchLabels: {{pod: a, app: {app}}}}}\ningress:\n- from:\n  - namespaceSelector: {{}}\n  ports:\n  - protocol: TCP\n    port: 80\n  - protocol: UDP\n  - protocol: SCTP\n    port: 9000"),
             };
             let text = policy(namespace, &format!("policy-{i}"), &spec);
             model

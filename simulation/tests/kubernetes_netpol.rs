@@ -15,7 +15,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kubernetes::{leftovers, KubernetesLabGuard};
@@ -45,13 +44,7 @@ struct Netpol<'a> {
 
 impl Netpol<'_> {
     fn romanactl(&self, host: &str, args: &[&str]) -> Result<String, String> {
-        let binary = self.bin.join("romanactl").display().to_string();
-        let mut command = vec![binary.as_str()];
-        command.extend(args);
-        self.guard
-            .lab
-            .exec_in_host(host, &command)
-            .map_err(|e| e.to_string())
+        self.guard.romanactl(&self.bin, host, args)
     }
 
     /// The table observed from the pods: every source probes every pod at
@@ -278,15 +271,7 @@ fn the_upstream_network_policy_truth_tables_hold_on_real_kubelets() {
     let guard = KubernetesLabGuard::up(3, LabCni::None);
     let (name, state_dir) = (guard.name.clone(), guard.state_dir.clone());
     let bin = common::bin_dir();
-    let image = Command::new(repo().join("deploy/kubernetes/image.sh"))
-        .args(["--lab", &name])
-        .env("ROMANA_BIN_DIR", &bin)
-        .env("ROMANA_LAB_DIR", &guard.dir)
-        .env("ROMANA_LAB", env!("CARGO_BIN_EXE_romana-lab"))
-        .stdout(Stdio::piped())
-        .output()
-        .expect("run image.sh");
-    assert!(image.status.success(), "image.sh failed: {image:?}");
+    guard.import_romana_image(&bin);
     let manifests = repo().join("deploy/kubernetes").display().to_string();
     guard.kubectl(&["apply", "-f", &manifests]);
     let mut netpol = Netpol {
@@ -305,43 +290,30 @@ fn the_upstream_network_policy_truth_tables_hold_on_real_kubelets() {
     );
 
     guard.apply(&model_manifest());
+    let phase_and_ip = |g: &KubernetesLabGuard, pod: &Pod| -> Option<Ipv4Addr> {
+        let out = g
+            .lab
+            .kubectl(&[
+                "-n",
+                pod.namespace,
+                "get",
+                "pod",
+                pod.name,
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ])
+            .ok()?;
+        let (phase, ip) = out.trim().split_once(' ')?;
+        (phase == "Running").then_some(())?;
+        ip.parse().ok()
+    };
     guard.wait_until(
         "the model's 9 pods Running with addresses",
         Duration::from_secs(180),
-        |g| {
-            pods().iter().all(|pod| {
-                g.lab
-                    .kubectl(&[
-                        "-n",
-                        pod.namespace,
-                        "get",
-                        "pod",
-                        pod.name,
-                        "-o",
-                        "jsonpath={.status.phase} {.status.podIP}",
-                    ])
-                    .is_ok_and(|out| {
-                        out.starts_with("Running ")
-                            && out
-                                .trim()
-                                .split(' ')
-                                .nth(1)
-                                .is_some_and(|ip| !ip.is_empty())
-                    })
-            })
-        },
+        |g| pods().iter().all(|pod| phase_and_ip(g, pod).is_some()),
     );
     for pod in pods() {
-        let ip = guard.kubectl(&[
-            "-n",
-            pod.namespace,
-            "get",
-            "pod",
-            pod.name,
-            "-o",
-            "jsonpath={.status.podIP}",
-        ]);
-        let ip: Ipv4Addr = ip.trim().parse().expect("a pod address");
+        let ip = phase_and_ip(&guard, &pod).expect("a running pod's address");
         netpol.addresses.insert(pod, ip);
     }
     // The controller mirrors the pods (their labels and named ports) before

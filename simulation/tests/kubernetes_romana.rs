@@ -49,13 +49,7 @@ struct Romana<'a> {
 
 impl Romana<'_> {
     fn romanactl(&self, host: &str, args: &[&str]) -> Result<String, String> {
-        let binary = self.bin.join("romanactl").display().to_string();
-        let mut command = vec![binary.as_str()];
-        command.extend(args);
-        self.guard
-            .lab
-            .exec_in_host(host, &command)
-            .map_err(|e| e.to_string())
+        self.guard.romanactl(&self.bin, host, args)
     }
 
     fn romanactl_json(&self, host: &str, args: &[&str]) -> Result<Value, String> {
@@ -503,15 +497,7 @@ fn romana_installs_with_one_apply_and_isolates_tenants_in_real_kubernetes() {
     };
 
     // The image, from this build's binaries, into every host's containerd.
-    let image = Command::new(repo().join("deploy/kubernetes/image.sh"))
-        .args(["--lab", &name])
-        .env("ROMANA_BIN_DIR", &romana.bin)
-        .env("ROMANA_LAB_DIR", &guard.dir)
-        .env("ROMANA_LAB", env!("CARGO_BIN_EXE_romana-lab"))
-        .stdout(Stdio::piped())
-        .output()
-        .expect("run image.sh");
-    assert!(image.status.success(), "image.sh failed: {image:?}");
+    guard.import_romana_image(&romana.bin);
 
     // 1. Watches with 1 node, then the full install adds 2 nodes: the
     //    controller's watches on the apiserver do not grow.

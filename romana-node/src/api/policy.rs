@@ -124,24 +124,29 @@ async fn apply_tpr(
     propose_policies(&node, listener, &headers, policies).await
 }
 
-fn view_of(name: &str, record: &PolicyRecord) -> PolicyView {
+/// A policy in force and when: (applied at, log index, actor).
+fn policy_view(
+    name: &str,
+    policy: &impl serde::Serialize,
+    (applied_at_ms, applied_index, actor): (u64, u64, &str),
+) -> PolicyView {
     PolicyView {
         name: name.to_string(),
-        applied_at_ms: record.applied_at_ms,
-        applied_index: record.applied_index,
-        actor: record.actor.clone(),
-        policy: serde_json::to_value(&record.policy).unwrap_or_default(),
+        applied_at_ms,
+        applied_index,
+        actor: actor.to_string(),
+        policy: serde_json::to_value(policy).unwrap_or_default(),
     }
 }
 
+fn view_of(name: &str, record: &PolicyRecord) -> PolicyView {
+    let when = (record.applied_at_ms, record.applied_index, record.actor.as_str());
+    policy_view(name, &record.policy, when)
+}
+
 fn network_view_of(name: &str, record: &NetworkPolicyRecord) -> PolicyView {
-    PolicyView {
-        name: name.to_string(),
-        applied_at_ms: record.applied_at_ms,
-        applied_index: record.applied_index,
-        actor: record.actor.clone(),
-        policy: serde_json::to_value(&record.policy).unwrap_or_default(),
-    }
+    let when = (record.applied_at_ms, record.applied_index, record.actor.as_str());
+    policy_view(name, &record.policy, when)
 }
 
 /// Romana policies and NetworkPolicies, by name.
@@ -273,6 +278,7 @@ async fn explain_packet(
                 .filter(|r| r.verdict == Verdict::Drop && r.matches(&packet, &compiled.sets))
                 .flat_map(|r| r.policies.iter().cloned())
                 .collect();
+            names.sort();
             names.dedup();
             names
         }

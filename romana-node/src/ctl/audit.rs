@@ -253,7 +253,13 @@ fn state_view(state: &ClusterState, sequence: u64, index: u64) -> StateView {
                 )
             })
             .collect(),
-        policies: state.policies.keys().cloned().collect(),
+        // Romana policies and Kubernetes NetworkPolicies, by name.
+        policies: state
+            .policies
+            .keys()
+            .chain(state.network_policies.keys())
+            .cloned()
+            .collect(),
     }
 }
 

@@ -34,8 +34,7 @@
 //! Only the project's own chains (`ROMANA-*`), its jumps and its tail rule
 //! are written; kube-proxy's or portmap's chains are never touched.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use std::collections::BTreeMap;
 
@@ -110,7 +109,11 @@ fn render_matches(rule: &MatchRule) -> String {
         };
         match rule.ports.as_slice() {
             [] => {}
-            [single] => text.push_str(&format!(" -m {protocol} --dport {}", item(single))),
+            // SCTP ports go through multiport, which parses SCTP itself: no
+            // `sctp` match module is needed.
+            [single] if rule.protocol != Protocol::Sctp => {
+                text.push_str(&format!(" -m {protocol} --dport {}", item(single)))
+            }
             many => text.push_str(&format!(
                 " -m multiport --dports {}",
                 many.iter().map(item).collect::<Vec<_>>().join(",")
@@ -397,29 +400,8 @@ pub fn restore_input(desired: &Chains, observed: &Observed) -> Option<String> {
 }
 
 fn restore(input: &str) -> Result<(), FirewallError> {
-    let mut child = Command::new("iptables-restore")
-        .args(["-w", "--noflush"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| FirewallError(format!("run iptables-restore: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| FirewallError(format!("write to iptables-restore: {e}")))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| FirewallError(format!("iptables-restore: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(FirewallError(format!(
-            "iptables-restore refused the rules: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
-    }
+    super::run_with_input("iptables-restore", &["-w", "--noflush"], input, "the rules")
+        .map_err(FirewallError)
 }
 
 /// One pass: observe, and apply the difference as one transaction. Returns

@@ -10,8 +10,7 @@
 //! rules stopped using them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use raft_store::entry::PortProtocol;
 
@@ -159,29 +158,7 @@ pub fn observe() -> Result<Observed, IpsetError> {
 }
 
 fn restore(input: &str) -> Result<(), IpsetError> {
-    let mut child = Command::new("ipset")
-        .arg("restore")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| IpsetError(format!("run ipset restore: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| IpsetError(format!("write to ipset restore: {e}")))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| IpsetError(format!("ipset restore: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(IpsetError(format!(
-            "ipset restore refused the sets: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
-    }
+    super::run_with_input("ipset", &["restore"], input, "the sets").map_err(IpsetError)
 }
 
 /// Creates and updates the desired sets (one transaction). Returns whether

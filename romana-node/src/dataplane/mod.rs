@@ -32,6 +32,41 @@ use routes::HostRoute;
 #[error("{0}")]
 pub struct DataplaneError(pub String);
 
+/// Runs `program args` with `input` on its standard input (a restore
+/// transaction); the error says what `what` refused and why.
+pub(crate) fn run_with_input(
+    program: &str,
+    args: &[&str],
+    input: &str,
+    what: &str,
+) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run {program}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| format!("write to {program}: {e}"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} refused {what}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
 /// The kernel effects the reconciler needs, in pairs of verbs. Blocking:
 /// the reconciler calls them off the async workers.
 pub trait Dataplane: Send + 'static {

@@ -59,6 +59,37 @@ impl KubernetesLabGuard {
         }
     }
 
+    /// `romanactl` (from `bin`) on a lab host.
+    pub fn romanactl(
+        &self,
+        bin: &std::path::Path,
+        host: &str,
+        args: &[&str],
+    ) -> Result<String, String> {
+        let binary = bin.join("romanactl").display().to_string();
+        let mut command = vec![binary.as_str()];
+        command.extend(args);
+        self.lab
+            .exec_in_host(host, &command)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The image `localhost/romana-node:latest` from `bin`'s binaries
+    /// (`deploy/kubernetes/image.sh`), into every host's containerd.
+    pub fn import_romana_image(&self, bin: &std::path::Path) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/kubernetes/image.sh");
+        let image = std::process::Command::new(script)
+            .args(["--lab", &self.name])
+            .env("ROMANA_BIN_DIR", bin)
+            .env("ROMANA_LAB_DIR", &self.dir)
+            .env("ROMANA_LAB", env!("CARGO_BIN_EXE_romana-lab"))
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .expect("run image.sh");
+        assert!(image.status.success(), "image.sh failed: {image:?}");
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> String {
         self.lab
             .kubectl(args)
