@@ -140,12 +140,20 @@ fn policy_view(
 }
 
 fn view_of(name: &str, record: &PolicyRecord) -> PolicyView {
-    let when = (record.applied_at_ms, record.applied_index, record.actor.as_str());
+    let when = (
+        record.applied_at_ms,
+        record.applied_index,
+        record.actor.as_str(),
+    );
     policy_view(name, &record.policy, when)
 }
 
 fn network_view_of(name: &str, record: &NetworkPolicyRecord) -> PolicyView {
-    let when = (record.applied_at_ms, record.applied_index, record.actor.as_str());
+    let when = (
+        record.applied_at_ms,
+        record.applied_index,
+        record.actor.as_str(),
+    );
     policy_view(name, &record.policy, when)
 }
 

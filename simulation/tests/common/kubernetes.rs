@@ -77,8 +77,8 @@ impl KubernetesLabGuard {
     /// The image `localhost/romana-node:latest` from `bin`'s binaries
     /// (`deploy/kubernetes/image.sh`), into every host's containerd.
     pub fn import_romana_image(&self, bin: &std::path::Path) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../deploy/kubernetes/image.sh");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/image.sh");
         let image = std::process::Command::new(script)
             .args(["--lab", &self.name])
             .env("ROMANA_BIN_DIR", bin)
