@@ -143,11 +143,15 @@ pub fn destroy_input(desired: &Sets, observed: &Observed) -> Option<String> {
     (!input.is_empty()).then_some(input)
 }
 
+/// The project's sets in the kernel. A host without the `ipset` tool has
+/// none (it can enforce tenants and Romana policies; a NetworkPolicy's sets
+/// then fail to be created, with that error).
 pub fn observe() -> Result<Observed, IpsetError> {
-    let output = Command::new("ipset")
-        .arg("save")
-        .output()
-        .map_err(|e| IpsetError(format!("run ipset: {e}")))?;
+    let output = match Command::new("ipset").arg("save").output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Observed::new()),
+        Err(e) => return Err(IpsetError(format!("run ipset: {e}"))),
+    };
     if !output.status.success() {
         return Err(IpsetError(format!(
             "ipset save: {}",
