@@ -43,28 +43,8 @@ fn install(
 ) -> (usize, usize) {
     use romana_node::dataplane::{firewall, ipsets};
     let pipe = |program: &str, args: &[&str], input: &str| -> String {
-        use std::io::Write;
-        let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", &netns.name, program])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-        let output = child.wait_with_output().expect("wait");
-        assert!(
-            output.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).to_string()
+        simulation::netpol::in_netns(&netns.name, program, args, input)
+            .unwrap_or_else(|e| panic!("{e}"))
     };
     let sets = ipsets::restore_input(&desired.sets, &ipsets::Observed::new()).unwrap_or_default();
     pipe("ipset", &["restore"], &sets);

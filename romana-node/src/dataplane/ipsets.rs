@@ -166,20 +166,22 @@ fn restore(input: &str) -> Result<(), IpsetError> {
 }
 
 /// Creates and updates the desired sets (one transaction). Returns whether
-/// anything changed. Blocking.
-pub fn converge(desired: &Sets) -> Result<bool, IpsetError> {
+/// anything changed, and the sets the kernel had before: the stale ones
+/// among them stay stale (the transaction only touches desired sets), so
+/// [`remove_stale`] needs no second read. Blocking.
+pub fn converge(desired: &Sets) -> Result<(bool, Observed), IpsetError> {
     let observed = observe()?;
-    match restore_input(desired, &observed) {
-        Some(input) => restore(&input).map(|()| true),
-        None => Ok(false),
-    }
+    let changed = match restore_input(desired, &observed) {
+        Some(input) => restore(&input).map(|()| true)?,
+        None => false,
+    };
+    Ok((changed, observed))
 }
 
-/// Destroys the project's sets that are not desired (call once no rule
-/// refers to them). Blocking.
-pub fn remove_stale(desired: &Sets) -> Result<bool, IpsetError> {
-    let observed = observe()?;
-    match destroy_input(desired, &observed) {
+/// Destroys the project's sets of `observed` that are not desired (call
+/// once no rule refers to them). Blocking.
+pub fn remove_stale(desired: &Sets, observed: &Observed) -> Result<bool, IpsetError> {
+    match destroy_input(desired, observed) {
         Some(input) => restore(&input).map(|()| true),
         None => Ok(false),
     }
@@ -187,7 +189,7 @@ pub fn remove_stale(desired: &Sets) -> Result<bool, IpsetError> {
 
 /// Destroys every set of the project (after its rules are gone).
 pub fn cleanup() -> Vec<String> {
-    match remove_stale(&Sets::new()) {
+    match observe().and_then(|observed| remove_stale(&Sets::new(), &observed)) {
         Ok(_) => Vec::new(),
         Err(e) => vec![e.to_string()],
     }

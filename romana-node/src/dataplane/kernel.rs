@@ -80,9 +80,9 @@ impl Dataplane for Kernel {
 
     fn converge_firewall(&mut self, desired: &Desired) -> Result<bool, DataplaneError> {
         let error = |e: &dyn std::fmt::Display| DataplaneError(e.to_string());
-        let sets = ipsets::converge(&desired.sets).map_err(|e| error(&e))?;
+        let (sets, before) = ipsets::converge(&desired.sets).map_err(|e| error(&e))?;
         let chains = firewall::reconcile(&desired.chains).map_err(|e| error(&e))?;
-        let stale = ipsets::remove_stale(&desired.sets).map_err(|e| error(&e))?;
+        let stale = ipsets::remove_stale(&desired.sets, &before).map_err(|e| error(&e))?;
         Ok(sets || chains || stale)
     }
 }

@@ -10,12 +10,11 @@
 //! memory while holding the state and its compiled form. Prints one JSON
 //! object per configuration and the ratios.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use romana_node::dataplane::{firewall, ipsets};
-use simulation::netpol::{Model, HOSTS};
+use simulation::netpol::{in_netns as run, Model, HOSTS};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -27,30 +26,6 @@ fn rss_kib() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
-}
-
-fn run(netns: &str, program: &str, args: &[&str], input: &str) -> Result<String, String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, program])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("{program}: {e}"))?;
-    }
-    let output = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        return Err(format!(
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).to_string())
 }
 
 struct Namespace(String);
