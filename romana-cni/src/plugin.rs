@@ -291,6 +291,7 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
             format!("CNI_NETNS {}: {e}", netns.display()),
         )
     })?;
+    refuse_host_netns(&netns_file, netns)?;
     let (tenant, tenant_source) = resolve_tenant(config, &args)?;
     let (segment, segment_source) = resolve_segment(config, &args);
     log.debug(&format!(
@@ -466,6 +467,33 @@ fn post_and_log_outcome(
             .map(Value::to_string)
             .unwrap_or_default()
     ));
+    Ok(())
+}
+
+/// Refuses a `CNI_NETNS` that is the host's own network namespace (the
+/// plugin's, or PID 1's where readable): an ADD there would put a pod
+/// address and a default route on the host itself.
+fn refuse_host_netns(netns: &File, path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let target = netns.metadata().map_err(|e| {
+        CniError::new(
+            code::INVALID_ENVIRONMENT,
+            format!("CNI_NETNS {}: {e}", path.display()),
+        )
+    })?;
+    for host in ["/proc/self/ns/net", "/proc/1/ns/net"] {
+        if let Ok(host) = std::fs::metadata(host) {
+            if host.dev() == target.dev() && host.ino() == target.ino() {
+                return Err(CniError::new(
+                    code::INVALID_ENVIRONMENT,
+                    format!(
+                        "CNI_NETNS {} is the host's own network namespace, not a pod's",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

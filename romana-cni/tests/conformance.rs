@@ -174,6 +174,17 @@ fn bad_environment_input_and_config_get_their_codes() {
             vec![
                 ("CNI_COMMAND", "ADD"),
                 ("CNI_CONTAINERID", "c1"),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_NETNS", "/proc/self/ns/net"),
+            ],
+            &config,
+            4,
+            "host's own network namespace",
+        ),
+        (
+            vec![
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c1"),
                 ("CNI_IFNAME", "a/b"),
                 ("CNI_NETNS", &path),
             ],
@@ -260,6 +271,66 @@ fn bad_environment_input_and_config_get_their_codes() {
             .stdout
             .is_empty(),
         "no interface in the pod"
+    );
+}
+
+#[test]
+fn the_log_cannot_be_forged_or_redirected() {
+    // Goal: a container id with a newline stays on its own line (escaped);
+    // the log is created mode 0600 and never written through a symlink.
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let node = Node::start();
+    let netns = Netns::new();
+    let path = netns.path();
+    let config = node.config("t1", "1.0.0");
+    let log = std::path::PathBuf::from(config["log_file"].as_str().expect("log_file"));
+    let forged = "c1\n0.000 INFO pid=1 ADD container=forged ok";
+    let answer = invoke(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", forged),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", &path),
+        ],
+        &config.to_string(),
+    );
+    assert_eq!(answer.code(), 4, "{answer:?}");
+    let text = std::fs::read_to_string(&log).expect("the refusal is logged");
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("0.000"),
+            "a forged line reached the log: {text}"
+        );
+    }
+    assert!(
+        text.contains("c1\\n0.000"),
+        "the id is logged escaped: {text}"
+    );
+    let mode = std::fs::metadata(&log).expect("log").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "log file mode");
+
+    let target = log.with_file_name("victim");
+    std::fs::write(&target, b"").expect("victim file");
+    let link = log.with_file_name("link.log");
+    symlink(&target, &link).expect("symlink");
+    let mut linked = config.clone();
+    linked["log_file"] = json!(link);
+    let answer = invoke(&[("CNI_COMMAND", "ADD")], &linked.to_string());
+    assert_eq!(answer.code(), 4, "{answer:?}");
+    let answer = invoke(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &linked.to_string(),
+    );
+    assert!(answer.success, "{answer:?}");
+    assert_eq!(
+        std::fs::read(&target).expect("victim").len(),
+        0,
+        "nothing was written through the symlink"
     );
 }
 
