@@ -206,6 +206,7 @@ fn command(op: &Op) -> Option<Command> {
 fn projection(state: &ClusterState) -> ClusterState {
     let mut state = state.clone();
     state.requests = RequestLedger::default();
+    state.request_digests.clear();
     // The audit chain records every request, refused ones too.
     state.audit_head = String::new();
     state.audit_count = 0;

@@ -120,7 +120,8 @@ fn rejection_code(rejection: &Rejection) -> ErrorCode {
         | Rejection::SegmentHasAddresses { .. }
         | Rejection::DefaultSegmentIsPermanent { .. }
         | Rejection::OwnerHoldsOtherAddress { .. }
-        | Rejection::BlockFull { .. } => ErrorCode::Conflict,
+        | Rejection::BlockFull { .. }
+        | Rejection::RequestIdReused { .. } => ErrorCode::Conflict,
     }
 }
 

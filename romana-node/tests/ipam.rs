@@ -281,6 +281,55 @@ async fn allocation_and_release_are_idempotent_and_exhaustion_is_clear() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_only_its_own_request() {
+    // Goal: a retry with the same request id returns the first outcome and
+    // adds no log entry, through any node; the same id with a different
+    // body is refused with 409 naming the id, and allocates nothing.
+    let mut cluster = TestCluster::new(3, &[]);
+    cluster.start_all().await;
+    let leader = cluster.leader_index().await.expect("a leader");
+    let follower = (leader + 1) % 3;
+    let client = cluster.nodes[follower].client();
+    let host = cluster.nodes[follower].name.clone();
+    create_tenant(&client, "t1").await;
+    let mut body = allocate_body(&host, "t1", "default", "x");
+    body.request_id = Some("rid-1".into());
+    let first: AllocationView = client.post(PATH_ALLOCATIONS, &body).await.expect("first");
+    cluster.wait_converged(&[0, 1, 2]).await;
+    let before = cluster.nodes[leader].status().await.expect("status");
+    for node in [follower, leader] {
+        let again: AllocationView = cluster.nodes[node]
+            .client()
+            .post(PATH_ALLOCATIONS, &body)
+            .await
+            .expect("retry");
+        assert_eq!(again.address, first.address, "retry through node {node}");
+    }
+    let mut other = allocate_body(&host, "t1", "default", "y");
+    other.request_id = Some("rid-1".into());
+    for node in [follower, leader] {
+        match cluster.nodes[node]
+            .client()
+            .post::<_, AllocationView>(PATH_ALLOCATIONS, &other)
+            .await
+        {
+            Err(CallError::Status { status, message }) => {
+                assert_eq!(status, StatusCode::CONFLICT, "{message}");
+                assert!(message.contains("rid-1"), "{message:?} should name the id");
+            }
+            answer => panic!("a reused id must be refused, got {answer:?}"),
+        }
+    }
+    let after = cluster.nodes[leader].status().await.expect("status");
+    assert_eq!(
+        after.last_log_index, before.last_log_index,
+        "neither the retries nor the refusals became log entries"
+    );
+    let listed: Vec<AllocationView> = client.get(PATH_ALLOCATIONS).await.expect("list");
+    assert_eq!(listed.len(), 1, "only the first request allocated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_host_with_addresses_needs_force_and_releases_them() {
     // Goal: unforced removal of a host holding addresses is refused and
     // changes nothing; forced removal releases exactly its addresses.

@@ -49,13 +49,17 @@ impl RequestLedger {
         self.by_id.is_empty()
     }
 
-    pub(crate) fn record(&mut self, request_id: &str, applied: AppliedRequest) {
+    /// Records `applied` under `request_id`; returns the id forgotten to
+    /// make room, if any.
+    pub(crate) fn record(&mut self, request_id: &str, applied: AppliedRequest) -> Option<String> {
         if self.by_id.insert(request_id.to_owned(), applied).is_none() {
             self.order.push_back(request_id.to_owned());
         }
+        let mut forgotten = None;
         while self.order.len() > MAX_REMEMBERED_REQUESTS {
             if let Some(oldest) = self.order.pop_front() {
                 self.by_id.remove(&oldest);
+                forgotten = Some(oldest);
             }
         }
         assert_eq!(
@@ -63,6 +67,7 @@ impl RequestLedger {
             self.by_id.len(),
             "request ledger out of step"
         );
+        forgotten
     }
 }
 

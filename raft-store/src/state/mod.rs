@@ -113,6 +113,24 @@ pub struct ClusterState {
     /// format 3 (the last field: a format-2 snapshot is this state without
     /// it).
     pub network_policies: BTreeMap<String, NetworkPolicyRecord>,
+    /// For each request id in [`Self::requests`], the digest of what it
+    /// asked ([`request_digest`]): a repeated id with a different request is
+    /// refused instead of answered with the first one's outcome. Added in
+    /// snapshot format 4 (the last field); ids recorded by earlier releases
+    /// have none and are matched by id alone, as they were.
+    pub request_digests: BTreeMap<String, RequestDigest>,
+}
+
+/// SHA-256 of a request's format and command (not its metadata: a retry
+/// carries a new timestamp, and may come through another node).
+pub type RequestDigest = [u8; 32];
+
+/// The digest a request id is bound to.
+pub fn request_digest(request: &ClusterRequest) -> RequestDigest {
+    let mut hasher = Sha256::new();
+    hasher.update(request.format_version.to_be_bytes());
+    hasher.update(bincode::serialize(&request.command).expect("commands are always serialisable"));
+    hasher.finalize().into()
 }
 
 impl ClusterState {
@@ -122,8 +140,19 @@ impl ClusterState {
     /// A request id seen before returns the recorded outcome and changes
     /// nothing.
     pub fn apply(&mut self, index: u64, position: u32, request: &ClusterRequest) -> AppliedRequest {
+        let digest = request_digest(request);
         if let Some(previous) = self.requests.get(&request.meta.request_id) {
-            return previous.clone();
+            return match self.request_digests.get(&request.meta.request_id) {
+                Some(recorded) if *recorded != digest => AppliedRequest {
+                    index,
+                    position,
+                    outcome: Outcome::Rejected(Rejection::RequestIdReused {
+                        request_id: request.meta.request_id.clone(),
+                        first_index: previous.index,
+                    }),
+                },
+                _ => previous.clone(),
+            };
         }
         let outcome = match self.apply_new(index, request) {
             Ok(effect) => Outcome::Applied(effect),
@@ -134,8 +163,14 @@ impl ClusterState {
             position,
             outcome,
         };
-        self.requests
+        let forgotten = self
+            .requests
             .record(&request.meta.request_id, applied.clone());
+        if let Some(forgotten) = forgotten {
+            self.request_digests.remove(&forgotten);
+        }
+        self.request_digests
+            .insert(request.meta.request_id.clone(), digest);
         self.audit_head = chain(&self.audit_head, request, &applied);
         self.audit_count += 1;
         applied
@@ -193,6 +228,27 @@ impl ClusterState {
         }
     }
 
+    /// The recorded outcome of `request`'s id, if the ledger holds it:
+    /// `Ok(Some)` for the same request (a retry: answer it, propose
+    /// nothing), `Err` for a different request under the same id.
+    pub fn previous_outcome(
+        &self,
+        request: &ClusterRequest,
+    ) -> Result<Option<&AppliedRequest>, Rejection> {
+        let Some(previous) = self.requests.get(&request.meta.request_id) else {
+            return Ok(None);
+        };
+        match self.request_digests.get(&request.meta.request_id) {
+            Some(recorded) if *recorded != request_digest(request) => {
+                Err(Rejection::RequestIdReused {
+                    request_id: request.meta.request_id.clone(),
+                    first_index: previous.index,
+                })
+            }
+            _ => Ok(Some(previous)),
+        }
+    }
+
     /// A stable content hash: SHA-256 of the bincode encoding, hex. The state
     /// holds only ordered collections and fixed-width integers, so the same
     /// state encodes to the same bytes on every machine and build.
@@ -200,7 +256,9 @@ impl ClusterState {
     /// An empty Kubernetes view and an empty set of NetworkPolicies are left
     /// out of the hash, so a history without them hashes as it did before
     /// they existed (a rolling upgrade compares equal hashes across
-    /// releases).
+    /// releases). The request digests are left out always: they are a pure
+    /// function of the ledger's requests, which releases before them did
+    /// not keep.
     pub fn content_hash(&self) -> String {
         let mut hasher = Sha256::new();
         let core = StateV1Ref::of(self);
@@ -310,6 +368,7 @@ impl From<StateV1> for ClusterState {
             audit_count: v1.audit_count,
             kubernetes: KubernetesView::default(),
             network_policies: BTreeMap::new(),
+            request_digests: BTreeMap::new(),
         }
     }
 }
@@ -328,6 +387,23 @@ impl From<StateV2> for ClusterState {
         ClusterState {
             kubernetes: v2.kubernetes,
             ..ClusterState::from(v2.core)
+        }
+    }
+}
+
+/// [`ClusterState`] as snapshot format 3 stored it (before request
+/// digests): format 2's fields, then the NetworkPolicies.
+#[derive(Deserialize)]
+pub struct StateV3 {
+    core: StateV2,
+    network_policies: BTreeMap<String, NetworkPolicyRecord>,
+}
+
+impl From<StateV3> for ClusterState {
+    fn from(v3: StateV3) -> Self {
+        ClusterState {
+            network_policies: v3.network_policies,
+            ..ClusterState::from(v3.core)
         }
     }
 }
@@ -358,6 +434,27 @@ mod format_tests {
         let bytes =
             bincode::serialize(&(StateV1Ref::of(&state), &state.kubernetes)).expect("serialise");
         let read: StateV2 = bincode::deserialize(&bytes).expect("read format 2");
+        assert_eq!(ClusterState::from(read), state);
+    }
+
+    #[test]
+    fn a_format_3_state_reads_as_this_state_without_request_digests() {
+        let mut state = ClusterState::default();
+        let meta = RequestMeta {
+            actor: "test".into(),
+            request_id: "r".into(),
+            timestamp_ms: 7,
+        };
+        state
+            .mirror_namespace("x", &[("k".to_string(), "v".to_string())].into(), 2, &meta)
+            .expect("mirror");
+        let bytes = bincode::serialize(&(
+            StateV1Ref::of(&state),
+            &state.kubernetes,
+            &state.network_policies,
+        ))
+        .expect("serialise");
+        let read: StateV3 = bincode::deserialize(&bytes).expect("read format 3");
         assert_eq!(ClusterState::from(read), state);
     }
 }

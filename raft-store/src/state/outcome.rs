@@ -179,6 +179,12 @@ pub enum Rejection {
     UnknownPolicy {
         name: String,
     },
+    /// The request id was used before for a different request.
+    RequestIdReused {
+        request_id: String,
+        /// Log index of the request that first used it.
+        first_index: u64,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -239,6 +245,13 @@ impl fmt::Display for Rejection {
                 "{owner} already holds {address} in another host/tenant/segment; release it first"
             ),
             Rejection::UnknownPolicy { name } => write!(f, "no policy named {name:?}"),
+            Rejection::RequestIdReused {
+                request_id,
+                first_index,
+            } => write!(
+                f,
+                "request id {request_id:?} was used for a different request (entry {first_index}); use a new id"
+            ),
             Rejection::BlockFull {
                 host,
                 tenant,

@@ -130,8 +130,8 @@ struct StoredSnapshot {
 
 /// Format of the snapshot body; bumped if [`ClusterState`]'s encoding
 /// changes. 2: the state gained its Kubernetes view (the last field); 3:
-/// and then its NetworkPolicies.
-const SNAPSHOT_FORMAT_VERSION: u16 = 3;
+/// and then its NetworkPolicies; 4: and then the request digests.
+const SNAPSHOT_FORMAT_VERSION: u16 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
@@ -159,6 +159,14 @@ struct SnapshotBodyV2 {
     #[allow(dead_code)]
     format_version: u16,
     state: crate::state::StateV2,
+}
+
+/// A format-3 body (written by releases before request digests).
+#[derive(Deserialize)]
+struct SnapshotBodyV3 {
+    #[allow(dead_code)]
+    format_version: u16,
+    state: crate::state::StateV3,
 }
 
 /// Makes snapshot ids unique within a process (with term and index, globally).
@@ -263,6 +271,7 @@ impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
             SNAPSHOT_FORMAT_VERSION => decode::<SnapshotBody>(data, subject())?.state,
             1 => ClusterState::from(decode::<SnapshotBodyV1>(data, subject())?.state),
             2 => ClusterState::from(decode::<SnapshotBodyV2>(data, subject())?.state),
+            3 => ClusterState::from(decode::<SnapshotBodyV3>(data, subject())?.state),
             other => {
                 return Err(StorageError::IO {
                     source: openraft::StorageIOError::read_snapshot(

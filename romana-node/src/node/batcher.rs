@@ -5,6 +5,10 @@
 //! wait here and go into the next entry together, so a burst of N requests
 //! costs one append, one flush and one replication round instead of N. With
 //! one client nothing waits and each request goes alone.
+//!
+//! A request whose id the leader's projection already holds is answered
+//! from it and never becomes an entry: the same request gets its first
+//! outcome, a different one under the same id is refused (409).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +16,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use raft_store::entry::MAX_REQUESTS_PER_ENTRY;
 use raft_store::state::AppliedRequest;
+use raft_store::store::SharedState;
 use raft_store::{ClusterRequest, LogPayload, Raft};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -35,9 +40,9 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the batching task for `raft`. Each entry is given
     /// `write_timeout` to commit.
-    pub fn start(raft: Raft, write_timeout: Duration) -> Self {
+    pub fn start(raft: Raft, shared: SharedState, write_timeout: Duration) -> Self {
         let (queue, receiver) = mpsc::channel(MAX_QUEUED_REQUESTS);
-        tokio::spawn(run(raft, receiver, write_timeout));
+        tokio::spawn(run(raft, shared, receiver, write_timeout));
         Self { queue }
     }
 
@@ -55,13 +60,40 @@ impl Batcher {
     }
 }
 
+/// The answer for `request` from the projection alone, if it has one: its
+/// id's recorded outcome, or the refusal of a reused id.
+pub fn decided_without_entry(
+    shared: &SharedState,
+    request: &ClusterRequest,
+) -> Option<Result<AppliedRequest, ApiError>> {
+    let projection = shared.read();
+    match projection.state.previous_outcome(request) {
+        Ok(Some(previous)) => Some(Ok(previous.clone())),
+        Ok(None) => None,
+        Err(rejection) => Some(Err(ApiError::from_rejection(&rejection))),
+    }
+}
+
 async fn run(
     raft: Raft,
+    shared: SharedState,
     mut receiver: mpsc::Receiver<(ClusterRequest, Reply)>,
     write_timeout: Duration,
 ) {
     let in_flight = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
+    let decided = |(request, reply): (ClusterRequest, Reply)| match decided_without_entry(
+        &shared, &request,
+    ) {
+        Some(answer) => {
+            let _ = reply.send(answer);
+            None
+        }
+        None => Some((request, reply)),
+    };
     while let Some(first) = receiver.recv().await {
+        let Some(first) = decided(first) else {
+            continue;
+        };
         // Waiting for a slot is what lets a batch build up behind it.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
@@ -69,7 +101,7 @@ async fn run(
         let mut batch = vec![first];
         while batch.len() < MAX_REQUESTS_PER_ENTRY {
             match receiver.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => batch.extend(decided(next)),
                 Err(_) => break,
             }
         }

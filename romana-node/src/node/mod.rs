@@ -259,7 +259,11 @@ pub async fn open(
     .await
     .map_err(|e| Error::Raft(e.to_string()))?;
 
-    let batcher = Batcher::start(raft.clone(), Duration::from_millis(config.write_timeout_ms));
+    let batcher = Batcher::start(
+        raft.clone(),
+        shared.clone(),
+        Duration::from_millis(config.write_timeout_ms),
+    );
     let node = Node {
         inner: Arc::new(NodeInner {
             batcher,

@@ -34,6 +34,11 @@ impl Node {
             },
             command,
         );
+        // A retry this replica has seen applied is answered here; a reused
+        // id is refused here (the leader and the state machine check again).
+        if let Some(answer) = super::batcher::decided_without_entry(&self.shared, &request) {
+            return answer;
+        }
         let deadline = Instant::now() + self.write_timeout();
         let response = self.submit(request, deadline).await?;
         // Read-your-writes: wait until this replica has applied it too.

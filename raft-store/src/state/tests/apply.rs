@@ -88,6 +88,44 @@ fn the_same_request_id_has_one_effect() {
 }
 
 #[test]
+fn a_request_id_is_bound_to_its_request() {
+    // Goal: a retry (same command, later timestamp, another actor) gets the
+    // first outcome; a different command under the same id is refused,
+    // naming the id, and changes nothing — also across a snapshot.
+    let mut state = ClusterState::default();
+    state.apply(1, 0, &init());
+    let first = state.apply(2, 0, &request("n1", Command::Note { text: "x".into() }));
+    let mut retry = request("n1", Command::Note { text: "x".into() });
+    retry.meta.timestamp_ms += 5_000;
+    retry.meta.actor = "client:test@b".into();
+    assert_eq!(state.apply(3, 0, &retry), first);
+    let hash = state.content_hash();
+    let ledger = state.requests.len();
+    let other = request("n1", Command::Note { text: "y".into() });
+    let refused = state.apply(4, 0, &other);
+    assert_eq!(
+        refused.outcome,
+        Outcome::Rejected(Rejection::RequestIdReused {
+            request_id: "n1".into(),
+            first_index: 2
+        })
+    );
+    assert!(refused.outcome.to_string().contains("\"n1\""));
+    assert_eq!(state.content_hash(), hash, "the refusal changes nothing");
+    assert_eq!(state.requests.len(), ledger);
+    assert_eq!(state.notes_total, 1);
+    assert!(state.previous_outcome(&other).is_err());
+    assert_eq!(state.previous_outcome(&retry), Ok(Some(&first)));
+
+    let encoded = bincode::serialize(&state).expect("encode");
+    let mut restored: ClusterState = bincode::deserialize(&encoded).expect("decode");
+    assert!(matches!(
+        restored.apply(5, 0, &other).outcome,
+        Outcome::Rejected(Rejection::RequestIdReused { .. })
+    ));
+}
+
+#[test]
 fn node_names_and_ids_are_unique() {
     let mut state = ClusterState::default();
     state.apply(1, 0, &init());
