@@ -89,13 +89,21 @@ pub async fn run(
 
     let result = match started {
         Ok(()) => {
-            tokio::spawn(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            });
-            let mut stopped = stop_rx.clone();
-            let _ = stopped.wait_for(|stop| *stop).await;
-            Ok(())
+            tokio::pin!(shutdown);
+            // Fail-stop: a node whose Raft core stopped on a storage error
+            // must not go on answering from a projection that no longer
+            // moves. It stops serving and exits non-zero, so systemd or the
+            // kubelet restarts it (and a restart with a working disk
+            // resumes from the log).
+            let outcome = tokio::select! {
+                _ = &mut shutdown => Ok(()),
+                reason = raft_failure(&node) => {
+                    tracing::error!(%reason, "the Raft core stopped; stopping the node");
+                    Err(Error::Storage(format!("the Raft core stopped: {reason}")))
+                }
+            };
+            let _ = stop_tx.send(true);
+            outcome
         }
         Err(e) => {
             let _ = stop_tx.send(true);
@@ -121,6 +129,20 @@ pub async fn run(
     }
     let _ = std::fs::remove_file(&node.config.api_socket);
     result
+}
+
+/// Completes when the Raft core has stopped on its own (a storage error, a
+/// panic in it): the reason.
+async fn raft_failure(node: &node::Node) -> String {
+    let mut metrics = node.raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "the Raft core ended".into();
+        }
+    }
 }
 
 async fn serve<L>(listener: L, router: axum::Router, mut stop: watch::Receiver<bool>)

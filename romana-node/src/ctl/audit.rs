@@ -93,6 +93,7 @@ pub async fn records(source: Source<'_>) -> Result<Vec<ArchiveRecord>, Error> {
                     dir.display()
                 )));
             }
+            crate::node::remove_unfinished_snapshots(&database)?;
             let backend = SledBackend::open(&database).map_err(|e| {
                 Error::Config(format!(
                     "cannot open {} (is its node still running?): {e}",

@@ -199,8 +199,14 @@ pub async fn open(
     mut config: NodeConfig,
     on_empty_store: Option<OnEmptyStore>,
 ) -> Result<(Node, StartMode), Error> {
-    let backend = SledBackend::open(&config.data_dir.join("raft"))
-        .map_err(|e| Error::Storage(e.to_string()))?;
+    let store_dir = config.data_dir.join("raft");
+    remove_unfinished_snapshots(&store_dir)?;
+    let backend = SledBackend::open(&store_dir).map_err(|e| {
+        Error::Storage(format!(
+            "cannot open the store in {}: {e}",
+            store_dir.display()
+        ))
+    })?;
     let node_id = load_or_create_node_id(&backend)?;
     let archive_backend = backend.clone();
     let (mut log_store, mut state_machine) =
@@ -323,6 +329,45 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
     let probe = dir.join(".write-probe");
     std::fs::write(&probe, b"").context(format!("data dir {} is not writable", dir.display()))?;
     let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Removes the database's unfinished snapshot files (`snap.*.generating`):
+/// one left by a crash or a full disk is not a snapshot, and sled would
+/// otherwise read it as corruption at every start.
+///
+/// Only while no process holds the database (sled's lock on its `db` file):
+/// a running node's snapshot in progress is left alone.
+pub fn remove_unfinished_snapshots(store_dir: &Path) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    let lock = match std::fs::File::open(store_dir.join("db")) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).context(format!("cannot open {}", store_dir.display())),
+    };
+    // SAFETY: flock on a descriptor this function owns; released on drop.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // In use: opening it will report whose lock it is.
+        return Ok(());
+    }
+    let entries = match std::fs::read_dir(store_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).context(format!("cannot read {}", store_dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.context(format!("cannot read {}", store_dir.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            std::fs::remove_file(&path).context(format!(
+                "cannot remove unfinished snapshot {}",
+                path.display()
+            ))?;
+            tracing::warn!(path = %path.display(), "removed an unfinished database snapshot");
+        }
+    }
     Ok(())
 }
 
