@@ -35,6 +35,12 @@ pub enum ErrorCode {
     OutcomeUnknown,
     /// A bug or a local failure (500).
     Internal,
+    /// No valid credential (401).
+    Unauthorized,
+    /// The credential may not do this (403).
+    Forbidden,
+    /// The request body is larger than the route takes (413).
+    PayloadTooLarge,
     /// A code this client does not know (from a newer node).
     #[serde(other)]
     Other,

@@ -15,6 +15,8 @@ use romana_api::{ErrorBody, ErrorCode};
 #[derive(Debug, Clone)]
 pub enum ApiError {
     BadRequest(String),
+    /// A request larger than its route or the log takes (413).
+    TooLarge(String),
     NotFound(String),
     Conflict(String),
     /// Sent to a node that is not the leader (forwarded writes only).
@@ -35,6 +37,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
@@ -58,6 +61,7 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::Misdirected(_) => ErrorCode::Misdirected,
@@ -71,6 +75,7 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             ApiError::BadRequest(m)
+            | ApiError::TooLarge(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::Misdirected(m)

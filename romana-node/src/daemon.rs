@@ -20,7 +20,7 @@ use crate::config::NodeConfig;
 use crate::dataplane::kernel::{enable_forwarding, Kernel};
 use crate::dataplane::reconciler::{self, Settings};
 use crate::error::{Context, Error};
-use crate::{api, kubernetes, node};
+use crate::{api, kubernetes, node, server};
 
 /// Runs a node until `shutdown` completes.
 pub async fn run(
@@ -48,8 +48,18 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let tcp_router = api::tcp_router(node.clone(), kubernetes.clone());
     let unix_router = api::unix_router(node.clone(), kubernetes.clone());
-    let tcp_server = tokio::spawn(serve(tcp, tcp_router, stop_rx.clone()));
-    let unix_server = tokio::spawn(serve(unix, unix_router, stop_rx.clone()));
+    let tcp_server = tokio::spawn(server::serve(
+        tcp,
+        tcp_router,
+        server::TCP_LIMITS,
+        stop_rx.clone(),
+    ));
+    let unix_server = tokio::spawn(server::serve(
+        unix,
+        unix_router,
+        server::UNIX_LIMITS,
+        stop_rx.clone(),
+    ));
 
     let started = node::start_up(&node, mode, stop_rx.clone()).await;
     let controller = tokio::spawn(node::membership::controller(node.clone(), stop_rx.clone()));
@@ -142,22 +152,6 @@ async fn raft_failure(node: &node::Node) -> String {
         if metrics.changed().await.is_err() {
             return "the Raft core ended".into();
         }
-    }
-}
-
-async fn serve<L>(listener: L, router: axum::Router, mut stop: watch::Receiver<bool>)
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    let graceful = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    };
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(graceful)
-        .await
-    {
-        tracing::error!(error = %e, "server stopped");
     }
 }
 

@@ -11,6 +11,7 @@ use hyper::{header, Method, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use raft_store::transport::client::POOL_IDLE_TIMEOUT;
 use raft_store::transport::{ClusterSecret, SECRET_HEADER};
 use romana_api::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -70,6 +71,7 @@ impl ApiClient {
         connector.set_nodelay(true);
         let tcp = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
         Self {
             endpoint,

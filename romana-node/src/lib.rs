@@ -22,6 +22,8 @@
 //!   [`compiler`](policy::compiler) from projection to match rules (pure).
 //! - [`ctl`]: `romanactl` (a client of the API only) and its
 //!   [`audit`](ctl::audit) commands.
+//! - [`server`]: serving a router on a listener with a connection cap, a
+//!   header (and idle) timeout and a graceful drain.
 //! - [`http_client`]: the async client for the API (romanactl, peers, the
 //!   benchmark, tests).
 //! - [`config`]: `romana-node run` flags and the TOML file with the same keys.
@@ -34,7 +36,7 @@
 //! (`src/bin/romana-node/bench.rs`), not in this library. Still to come, and
 //! where: the Kubernetes controller in `kubernetes/` (started by
 //! [`daemon`], leader only), per-selector ipsets in `dataplane/ipset`, TLS
-//! and metrics as layers on [`api::tcp_router`].
+//! in [`server`], metrics as a layer on [`api::tcp_router`].
 //!
 //! Dependencies between these modules point one way (checked by
 //! `deploy/check-module-cycles.py`): `daemon` → `api` → `node` →
@@ -75,6 +77,7 @@ pub mod http_client;
 pub mod kubernetes;
 pub mod node;
 pub mod policy;
+pub mod server;
 
 /// Sets up `tracing` output: `RUST_LOG`-style filter (default `info`), text
 /// or JSON lines on stderr.

@@ -35,8 +35,11 @@ pub const MAX_CONTAINER_ID_BYTES: usize = 256;
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 pub const MAX_IFNAME_BYTES: usize = 15;
 
-/// Most (container, interface) pairs one garbage collection may name.
-pub const MAX_GC_VALID_ENTRIES: usize = 65_536;
+/// Most (container, interface) pairs one garbage collection may name: far
+/// more pods than a host runs (the kubelet's default is 110). With
+/// runtime-length ids (64 hex digits) that many fit a request
+/// ([`crate::entry::MAX_REQUEST_BYTES`]) several times over.
+pub const MAX_GC_VALID_ENTRIES: usize = 1024;
 
 impl ContainerInterface {
     pub fn validate(&self) -> Result<(), String> {

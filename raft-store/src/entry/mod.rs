@@ -80,6 +80,29 @@ pub const MAX_NOTE_BYTES: usize = 4096;
 /// Most requests one log entry may carry.
 pub const MAX_REQUESTS_PER_ENTRY: usize = 256;
 
+/// Largest encoded request (bincode): a policy file at its limits (64
+/// policies) or a garbage collection naming 2,048 interfaces fits; an
+/// allocation is a few hundred bytes. Checked by the node before it
+/// proposes (413) and by `apply` (deterministically refused).
+pub const MAX_REQUEST_BYTES: u64 = 256 * 1024;
+
+/// Largest entry the batcher builds from several requests (one request
+/// alone may reach [`MAX_REQUEST_BYTES`], which is the same).
+pub const MAX_ENTRY_BYTES: u64 = MAX_REQUEST_BYTES;
+
+/// Most entries one AppendEntries RPC carries (openraft's
+/// `max_payload_entries`). openraft 0.9 batches by count only and gives
+/// each AppendEntries one heartbeat interval to complete, so a batch is
+/// kept to 4 MiB: far inside the Raft routes' body limit, and quick to
+/// send, decode and append, so a follower that fell behind always catches
+/// up.
+pub const MAX_ENTRIES_PER_APPEND: u64 = 16;
+
+/// The encoded size of `request` (what it adds to an entry).
+pub fn encoded_size(request: &ClusterRequest) -> u64 {
+    bincode::serialized_size(request).unwrap_or(u64::MAX)
+}
+
 /// What one Raft log entry carries: one or more requests, applied in order.
 ///
 /// Requests that arrive at the leader together share an entry (and so one

@@ -78,6 +78,7 @@ impl ClusterState {
         for (what, value) in [
             ("pod namespace", &request.pod_namespace),
             ("pod name", &request.pod_name),
+            ("CNI network name", &request.network),
         ] {
             if value
                 .as_ref()
@@ -193,6 +194,11 @@ impl ClusterState {
                 "garbage collection may name at most {MAX_GC_VALID_ENTRIES} interfaces, got {}",
                 valid.len()
             )));
+        }
+        if network.is_some_and(|n| n.is_empty() || n.len() > 253) {
+            return Err(Rejection::invalid(
+                "CNI network name must be 1 to 253 bytes".to_string(),
+            ));
         }
         if !self.nodes.contains_key(host) {
             return Err(Rejection::UnknownNode {

@@ -183,6 +183,13 @@ impl ClusterState {
             });
         }
         validate_meta(request)?;
+        let size = crate::entry::encoded_size(request);
+        if size > crate::entry::MAX_REQUEST_BYTES {
+            return Err(Rejection::invalid(format!(
+                "the request encodes to {size} bytes, more than the {} a request may have",
+                crate::entry::MAX_REQUEST_BYTES
+            )));
+        }
         let meta = &request.meta;
         if !matches!(request.command, Command::InitCluster { .. }) {
             self.require_initialised()?;

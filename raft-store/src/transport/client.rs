@@ -40,6 +40,11 @@ use super::{
 use crate::entry::{NodeId, NodeInfo};
 use crate::raft::TypeConfig;
 
+/// How long a pooled connection may sit idle before the client closes it:
+/// below the servers' idle timeout (10 s), so a server never closes a
+/// connection just as the client sends on it.
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Idle pooled connections kept per peer.
 pub const MAX_IDLE_CONNECTIONS_PER_PEER: usize = 8;
 
@@ -66,6 +71,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerNetwork<C> {
     pub fn with_connector(node_id: NodeId, secret: ClusterSecret, connector: C) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_PEER)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
         Self {
             node_id,

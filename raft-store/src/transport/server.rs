@@ -27,6 +27,13 @@ use crate::raft::Raft;
 /// than this (see the node's Raft config), append batches far smaller.
 pub const MAX_RAFT_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+// Every AppendEntries batch fits, with room for its framing.
+const _: () = assert!(
+    crate::entry::MAX_ENTRY_BYTES * crate::entry::MAX_ENTRIES_PER_APPEND + 1024 * 1024
+        <= MAX_RAFT_BODY_BYTES as u64,
+    "an AppendEntries batch must fit the Raft body limit"
+);
+
 /// The peer routes, behind the cluster-secret check and the target check.
 ///
 /// Every RPC names the node id it is meant for ([`TARGET_NODE_HEADER`]). A

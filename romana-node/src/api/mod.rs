@@ -24,6 +24,7 @@ pub mod policy;
 
 use std::time::{Duration, Instant};
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{middleware, Extension, Json, Router};
@@ -31,6 +32,7 @@ use raft_store::state::{AppliedRequest, Outcome};
 use raft_store::transport::{raft_routes, require_secret};
 use romana_api::cluster::WriteResult;
 use romana_api::headers::ACTOR_HEADER;
+use romana_api::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 
 use crate::api_error::ApiError;
@@ -47,11 +49,17 @@ pub(crate) enum Listener {
     Tcp,
 }
 
+/// Largest request body of the operator API (a policy file, a forwarded
+/// request); the Raft routes take larger ones
+/// ([`raft_store::transport::server::MAX_RAFT_BODY_BYTES`]).
+pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
+
 /// The router for the unix socket: the operator API.
 pub fn unix_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) -> Router {
     api_routes(node)
         .layer(Extension(Listener::Unix))
         .layer(Extension(Kubernetes(kubernetes)))
+        .layer(middleware::map_response(json_errors))
 }
 
 /// Kubernetes mode's context for the handlers (resolving a pod's tenant on
@@ -69,6 +77,7 @@ pub fn tcp_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) ->
         .layer(Extension(Kubernetes(kubernetes)))
         .route_layer(middleware::from_fn_with_state(secret, require_secret))
         .merge(raft)
+        .layer(middleware::map_response(json_errors))
 }
 
 fn api_routes(node: Node) -> Router {
@@ -77,7 +86,52 @@ fn api_routes(node: Node) -> Router {
         .merge(ipam::routes())
         .merge(policy::routes())
         .merge(audit::routes())
+        .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(node)
+}
+
+/// Every error answer in the JSON error shape: those of the handlers are
+/// already; the rest (401 from the secret check, 413 and 400 from axum's
+/// extractors, 404 and 405 of the router, the Raft routes' refusals) carry
+/// text, which becomes the `error` of an [`ErrorBody`] with the status's
+/// code.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let (_, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::MISDIRECTED_REQUEST => ErrorCode::Misdirected,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        status if status.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    };
+    (status, Json(ErrorBody { error, code })).into_response()
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -105,10 +105,31 @@ async fn apply(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WriteResult<Outcome>>, ApiError> {
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::BadRequest("the policy file is not UTF-8".into()))?;
-    let file = parse_policy_file(text).map_err(ApiError::BadRequest)?;
+    let file = parse_off_workers(body, parse_policy_file).await?;
     propose_file(&node, listener, &headers, file).await
+}
+
+/// Policy parses running at once; more wait their turn.
+static POLICY_PARSES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Parses a policy body on a blocking thread, one at a time: a large file
+/// (up to the body limit) never holds up the async workers that serve Raft
+/// and the CNI plugin.
+async fn parse_off_workers<T: Send + 'static>(
+    body: Bytes,
+    parse: impl FnOnce(&str) -> Result<T, String> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _turn = POLICY_PARSES
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Unavailable("the node is shutting down".into()))?;
+    tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::BadRequest("the policy file is not UTF-8".into()))?;
+        parse(text).map_err(ApiError::BadRequest)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("policy parser: {e}")))?
 }
 
 async fn apply_tpr(
@@ -118,9 +139,7 @@ async fn apply_tpr(
     Path(namespace): Path<String>,
     body: Bytes,
 ) -> Result<Json<WriteResult<Outcome>>, ApiError> {
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::BadRequest("the policy is not UTF-8".into()))?;
-    let policies = parse_tpr(&namespace, text).map_err(ApiError::BadRequest)?;
+    let policies = parse_off_workers(body, move |text| parse_tpr(&namespace, text)).await?;
     propose_policies(&node, listener, &headers, policies).await
 }
 

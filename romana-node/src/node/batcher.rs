@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use raft_store::entry::MAX_REQUESTS_PER_ENTRY;
+use raft_store::entry::{encoded_size, MAX_ENTRY_BYTES, MAX_REQUESTS_PER_ENTRY};
 use raft_store::state::AppliedRequest;
 use raft_store::store::SharedState;
 use raft_store::{ClusterRequest, LogPayload, Raft};
@@ -90,7 +90,16 @@ async fn run(
         }
         None => Some((request, reply)),
     };
-    while let Some(first) = receiver.recv().await {
+    // A request that did not fit the previous entry starts the next one.
+    let mut carried: Option<(ClusterRequest, Reply)> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match receiver.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
         let Some(first) = decided(first) else {
             continue;
         };
@@ -98,12 +107,22 @@ async fn run(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
+        let mut size = encoded_size(&first.0);
         let mut batch = vec![first];
         while batch.len() < MAX_REQUESTS_PER_ENTRY {
-            match receiver.try_recv() {
-                Ok(next) => batch.extend(decided(next)),
-                Err(_) => break,
+            let Ok(next) = receiver.try_recv() else {
+                break;
+            };
+            let Some(next) = decided(next) else {
+                continue;
+            };
+            let next_size = encoded_size(&next.0);
+            if size + next_size > MAX_ENTRY_BYTES {
+                carried = Some(next);
+                break;
             }
+            size += next_size;
+            batch.push(next);
         }
         let raft = raft.clone();
         tokio::spawn(async move {

@@ -251,6 +251,7 @@ pub async fn open(
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
         max_in_snapshot_log_to_keep: config.purge_keep_logs,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        max_payload_entries: raft_store::entry::MAX_ENTRIES_PER_APPEND,
         ..Default::default()
     }
     .validate()

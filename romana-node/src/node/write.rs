@@ -34,6 +34,13 @@ impl Node {
             },
             command,
         );
+        let size = raft_store::entry::encoded_size(&request);
+        if size > raft_store::entry::MAX_REQUEST_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "the request encodes to {size} bytes, more than the {} a request may have",
+                raft_store::entry::MAX_REQUEST_BYTES
+            )));
+        }
         // A retry this replica has seen applied is answered here; a reused
         // id is refused here (the leader and the state machine check again).
         if let Some(answer) = super::batcher::decided_without_entry(&self.shared, &request) {

@@ -189,7 +189,58 @@ pub fn parse_tpr(namespace: &str, text: &str) -> Result<Vec<Policy>, String> {
 
 /// The documents of `text`: one JSON value, or the non-empty documents of a
 /// YAML stream.
+/// Deepest nesting of flow collections (`[`, `{`) a policy file may have.
+/// The YAML parser's time grows with the square of that depth (100 KB of
+/// `{a: ` took seconds); real policies nest a few levels.
+pub const MAX_FLOW_NESTING: usize = 32;
+
+/// Refuses text whose flow collections nest deeper than
+/// [`MAX_FLOW_NESTING`], before any parser sees it. Brackets inside quoted
+/// strings and comments do not count.
+fn check_flow_nesting(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    for (line, c) in text.chars().scan(1usize, |line, c| {
+        let here = *line;
+        if c == '\n' {
+            *line += 1;
+        }
+        Some((here, c))
+    }) {
+        if comment {
+            comment = c != '\n';
+        } else if let Some(open) = quote {
+            // '' inside single quotes and \" inside double quotes stay
+            // inside; the next character decides, so both end here and
+            // reopen harmlessly for ''.
+            if c == open && !(open == '"' && previous == '\\') {
+                quote = None;
+            }
+        } else {
+            match c {
+                '"' | '\'' => quote = Some(c),
+                '#' if previous.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_NESTING {
+                        return Err(format!(
+                            "line {line}: collections nest deeper than {MAX_FLOW_NESTING} levels"
+                        ));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        previous = c;
+    }
+    Ok(())
+}
+
 fn documents(text: &str) -> Result<Vec<Value>, String> {
+    check_flow_nesting(text)?;
     let json_error = match serde_json::from_str::<serde_json::Value>(text) {
         Ok(json) => {
             let value = serde_yaml::to_value(json).map_err(|e| format!("not valid JSON: {e}"))?;
@@ -1113,6 +1164,28 @@ fn tpr(namespace: &str, document: &Value) -> Result<Policy, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        // Goal: 100 KB of nested flow mappings (seconds in the YAML parser)
+        // is refused by the nesting check; brackets in strings and comments
+        // do not count; real policies pass.
+        let deep = "{a: ".repeat(25_000);
+        let error = super::parse_policy_file(&deep).expect_err("refused");
+        assert!(error.contains("nest deeper than 32"), "{error}");
+        let deep_json = "[".repeat(50_000);
+        assert!(super::parse_policy_file(&deep_json)
+            .expect_err("refused")
+            .contains("nest deeper"));
+        let quoted = format!(
+            "# {}\nname: \"{}\"\nnote: '{}'\n",
+            "[".repeat(100),
+            "{".repeat(100),
+            "[".repeat(100)
+        );
+        assert!(super::check_flow_nesting(&quoted).is_ok());
+        assert!(super::check_flow_nesting("a: [[[1]], {b: [2]}]\n").is_ok());
+    }
+
     use super::*;
 
     fn tcp(ports: &[u16]) -> Rule {

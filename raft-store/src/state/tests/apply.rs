@@ -126,6 +126,43 @@ fn a_request_id_is_bound_to_its_request() {
 }
 
 #[test]
+fn a_request_larger_than_an_entry_may_be_is_refused() {
+    // Goal: the size cap holds in apply too (a request that reached the log
+    // some other way is refused on every replica alike, changing nothing).
+    let mut state = ClusterState::default();
+    state.apply(1, 0, &init());
+    let before = state.clone();
+    let valid = (0..1000)
+        .map(|i| crate::entry::ContainerInterface {
+            container_id: format!("{i:0>250}"),
+            ifname: "eth0".into(),
+        })
+        .collect();
+    let gc = request(
+        "gc",
+        Command::GarbageCollect {
+            host: "a".into(),
+            network: None,
+            valid,
+        },
+    );
+    assert!(crate::entry::encoded_size(&gc) > crate::entry::MAX_REQUEST_BYTES);
+    match state.apply(2, 0, &gc).outcome {
+        Outcome::Rejected(Rejection::InvalidArgument { reason }) => {
+            assert!(reason.contains("bytes"), "{reason}")
+        }
+        other => panic!("refused, got {other:?}"),
+    }
+    assert_eq!(state.nodes, before.nodes);
+    assert_eq!(state.allocations, before.allocations);
+    assert_eq!(
+        state.requests.len(),
+        before.requests.len() + 1,
+        "the refusal is recorded"
+    );
+}
+
+#[test]
 fn node_names_and_ids_are_unique() {
     let mut state = ClusterState::default();
     state.apply(1, 0, &init());
