@@ -155,9 +155,33 @@ async fn raft_failure(node: &node::Node) -> String {
     }
 }
 
+/// The API socket's directory must be this user's and writable by no one
+/// else: whoever can write there could replace the socket with their own
+/// and answer the CNI plugin. A directory the node creates is made so.
+pub fn check_socket_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .context(format!("cannot set mode of {}", dir.display()))?;
+    }
+    let metadata = std::fs::metadata(dir).context(format!("cannot read {}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mode = metadata.mode() & 0o7777;
+    if metadata.uid() != me || mode & 0o022 != 0 {
+        return Err(Error::Config(format!(
+            "the API socket's directory {} must be owned by uid {me} and writable by no one else (it is owned by uid {}, mode {mode:04o}): fix it or choose another --api-socket",
+            dir.display(),
+            metadata.uid()
+        )));
+    }
+    Ok(())
+}
+
 async fn bind_unix_socket(path: &Path) -> Result<UnixListener, Error> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        check_socket_dir(parent)?;
     }
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {

@@ -549,4 +549,24 @@ async fn run_refuses_an_unusable_data_dir_or_a_port_in_use() {
         stderr.contains("cannot listen on") && stderr.contains(&busy_address),
         "{stderr}"
     );
+
+    // A socket directory others may write to is refused (they could put
+    // their own socket there for the CNI plugin to talk to).
+    use std::os::unix::fs::PermissionsExt;
+    let open_dir = root.path().join("open");
+    std::fs::create_dir(&open_dir).expect("dir");
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let output = run(
+        &root.path().join("data"),
+        &format!("127.0.0.1:{}", free_port()),
+        "open/c.sock",
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("writable by no one else") && stderr.contains("0777"),
+        "{stderr}"
+    );
+    assert!(!open_dir.join("c.sock").exists(), "no socket was made");
 }

@@ -127,6 +127,42 @@ async fn oversized_input_is_refused_in_the_json_error_shape() {
     assert!(listed.is_empty(), "nothing was allocated: {listed:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_the_request_alone_decides_add_no_log_entry() {
+    // Goal: 200 writes refused for their own content (a bad tenant name, an
+    // empty note) are answered 400 and leave the log as it was.
+    let mut cluster = TestCluster::new(1, &[]);
+    cluster.start_all().await;
+    let node = &cluster.nodes[0];
+    let before = node.status().await.expect("status");
+    for i in 0..100 {
+        let (status, _) = node
+            .client()
+            .raw(
+                Method::POST,
+                romana_api::paths::PATH_TENANTS,
+                "application/json",
+                serde_json::to_vec(&json!({"name": format!("Bad_{i}")})).expect("encode"),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = node
+            .client()
+            .raw(
+                Method::POST,
+                romana_api::paths::PATH_NOTES,
+                "application/json",
+                serde_json::to_vec(&json!({"text": ""})).expect("encode"),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    let after = node.status().await.expect("status");
+    assert_eq!(after.last_log_index, before.last_log_index);
+}
+
 /// A Romana policy file of `count` policies with long descriptions (about
 /// 1 KB each), the same names every time (the projection stays small while
 /// the log grows).

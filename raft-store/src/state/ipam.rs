@@ -75,18 +75,7 @@ impl ClusterState {
     ) -> Result<Effect, Rejection> {
         let layout = self.layout_or_reject()?;
         request.owner.validate().map_err(Rejection::invalid)?;
-        for (what, value) in [
-            ("pod namespace", &request.pod_namespace),
-            ("pod name", &request.pod_name),
-            ("CNI network name", &request.network),
-        ] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.is_empty() || v.len() > 253)
-            {
-                return Err(Rejection::invalid(format!("{what} must be 1 to 253 bytes")));
-            }
-        }
+        check_allocation_names(request)?;
         let block = self.block_for(request)?;
         if let Some(address) = self.owners.get(&request.owner) {
             let held = layout
@@ -189,17 +178,7 @@ impl ClusterState {
         network: Option<&str>,
         valid: &[ContainerInterface],
     ) -> Result<Effect, Rejection> {
-        if valid.len() > MAX_GC_VALID_ENTRIES {
-            return Err(Rejection::invalid(format!(
-                "garbage collection may name at most {MAX_GC_VALID_ENTRIES} interfaces, got {}",
-                valid.len()
-            )));
-        }
-        if network.is_some_and(|n| n.is_empty() || n.len() > 253) {
-            return Err(Rejection::invalid(
-                "CNI network name must be 1 to 253 bytes".to_string(),
-            ));
-        }
+        check_gc_request(network, valid)?;
         if !self.nodes.contains_key(host) {
             return Err(Rejection::UnknownNode {
                 name: host.to_string(),
@@ -219,4 +198,40 @@ impl ClusterState {
         }
         Ok(Effect::GarbageCollected { released: doomed })
     }
+}
+
+/// The lengths of an allocation's optional names.
+pub(crate) fn check_allocation_names(request: &AllocationRequest) -> Result<(), Rejection> {
+    for (what, value) in [
+        ("pod namespace", &request.pod_namespace),
+        ("pod name", &request.pod_name),
+        ("CNI network name", &request.network),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() > 253)
+        {
+            return Err(Rejection::invalid(format!("{what} must be 1 to 253 bytes")));
+        }
+    }
+    Ok(())
+}
+
+/// The bounds of a garbage collection's arguments.
+pub(crate) fn check_gc_request(
+    network: Option<&str>,
+    valid: &[ContainerInterface],
+) -> Result<(), Rejection> {
+    if valid.len() > MAX_GC_VALID_ENTRIES {
+        return Err(Rejection::invalid(format!(
+            "garbage collection may name at most {MAX_GC_VALID_ENTRIES} interfaces, got {}",
+            valid.len()
+        )));
+    }
+    if network.is_some_and(|n| n.is_empty() || n.len() > 253) {
+        return Err(Rejection::invalid(
+            "CNI network name must be 1 to 253 bytes".to_string(),
+        ));
+    }
+    Ok(())
 }

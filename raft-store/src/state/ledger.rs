@@ -87,14 +87,7 @@ impl ClusterState {
         meta: &RequestMeta,
         text: &str,
     ) -> Result<Effect, Rejection> {
-        if text.is_empty() || text.len() > MAX_NOTE_BYTES {
-            return Err(Rejection::InvalidArgument {
-                reason: format!(
-                    "a note must be 1 to {MAX_NOTE_BYTES} bytes, got {}",
-                    text.len()
-                ),
-            });
-        }
+        check_note(text)?;
         self.notes_total += 1;
         self.recent_notes.push_back(NoteRecord {
             index,
@@ -109,4 +102,17 @@ impl ClusterState {
             number: self.notes_total,
         })
     }
+}
+
+/// The bounds of a note's text.
+pub(crate) fn check_note(text: &str) -> Result<(), Rejection> {
+    if text.is_empty() || text.len() > MAX_NOTE_BYTES {
+        return Err(Rejection::InvalidArgument {
+            reason: format!(
+                "a note must be 1 to {MAX_NOTE_BYTES} bytes, got {}",
+                text.len()
+            ),
+        });
+    }
+    Ok(())
 }

@@ -285,6 +285,44 @@ impl ClusterState {
     }
 }
 
+/// The refusals a request's own content decides, with no state: a node
+/// checks these before it proposes, so such a request never becomes a log
+/// entry. `apply` refuses every request this refuses (it runs the same
+/// checks), so answering without an entry changes no outcome.
+pub fn precheck(request: &ClusterRequest) -> Result<(), Rejection> {
+    if request.format_version > ENTRY_FORMAT_VERSION {
+        return Err(Rejection::UnsupportedFormat {
+            version: request.format_version,
+        });
+    }
+    validate_meta(request)?;
+    let size = crate::entry::encoded_size(request);
+    if size > crate::entry::MAX_REQUEST_BYTES {
+        return Err(Rejection::invalid(format!(
+            "the request encodes to {size} bytes, more than the {} a request may have",
+            crate::entry::MAX_REQUEST_BYTES
+        )));
+    }
+    match &request.command {
+        Command::CreateTenant { name } => {
+            crate::entry::validate_label("tenant", name).map_err(Rejection::invalid)
+        }
+        Command::CreateSegment { name, .. } => {
+            crate::entry::validate_label("segment", name).map_err(Rejection::invalid)
+        }
+        Command::AllocateAddress(allocation) => {
+            allocation.owner.validate().map_err(Rejection::invalid)?;
+            ipam::check_allocation_names(allocation)
+        }
+        Command::ReleaseAddress(owner) => owner.validate().map_err(Rejection::invalid),
+        Command::Note { text } => ledger::check_note(text),
+        Command::GarbageCollect { network, valid, .. } => {
+            ipam::check_gc_request(network.as_deref(), valid)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn validate_meta(request: &ClusterRequest) -> Result<(), Rejection> {
     let meta = &request.meta;
     let invalid = |reason: String| Err(Rejection::InvalidMeta { reason });

@@ -41,6 +41,8 @@ impl Node {
                 raft_store::entry::MAX_REQUEST_BYTES
             )));
         }
+        // What the request alone decides is refused here, never logged.
+        raft_store::state::precheck(&request).map_err(|r| ApiError::from_rejection(&r))?;
         // A retry this replica has seen applied is answered here; a reused
         // id is refused here (the leader and the state machine check again).
         if let Some(answer) = super::batcher::decided_without_entry(&self.shared, &request) {

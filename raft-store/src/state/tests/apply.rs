@@ -163,6 +163,67 @@ fn a_request_larger_than_an_entry_may_be_is_refused() {
 }
 
 #[test]
+fn what_precheck_refuses_apply_refuses() {
+    // Goal: a node may answer precheck's refusals without a log entry
+    // because apply would refuse the same requests.
+    use crate::entry::{AllocationRequest, ContainerInterface};
+    let owner = |id: &str| ContainerInterface {
+        container_id: id.into(),
+        ifname: "eth0".into(),
+    };
+    let mut long_id = request("x", Command::Note { text: "ok".into() });
+    long_id.meta.request_id = "r".repeat(500);
+    let bad = vec![
+        request(
+            "t",
+            Command::CreateTenant {
+                name: "Bad_Name".into(),
+            },
+        ),
+        request(
+            "s",
+            Command::CreateSegment {
+                tenant: "t1".into(),
+                name: "-x".into(),
+            },
+        ),
+        request(
+            "n",
+            Command::Note {
+                text: String::new(),
+            },
+        ),
+        request("r", Command::ReleaseAddress(owner("bad id"))),
+        request(
+            "a",
+            Command::AllocateAddress(AllocationRequest {
+                host: "a".into(),
+                tenant: "t1".into(),
+                segment: "default".into(),
+                owner: owner("c1"),
+                pod_namespace: None,
+                pod_name: None,
+                network: Some("n".repeat(300)),
+            }),
+        ),
+        long_id,
+    ];
+    let mut state = ClusterState::default();
+    state.apply(1, 0, &init());
+    state.apply(2, 0, &register("r1", 7, "a"));
+    for (i, request) in bad.iter().enumerate() {
+        assert!(crate::state::precheck(request).is_err(), "{request:?}");
+        let applied = state.apply(10 + i as u64, 0, request);
+        assert!(
+            matches!(applied.outcome, Outcome::Rejected(_)),
+            "{request:?}: {applied:?}"
+        );
+    }
+    let fine = request("ok", Command::CreateTenant { name: "t1".into() });
+    assert!(crate::state::precheck(&fine).is_ok());
+}
+
+#[test]
 fn node_names_and_ids_are_unique() {
     let mut state = ClusterState::default();
     state.apply(1, 0, &init());
