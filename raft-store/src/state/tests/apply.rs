@@ -173,7 +173,7 @@ fn what_precheck_refuses_apply_refuses() {
     };
     let mut long_id = request("x", Command::Note { text: "ok".into() });
     long_id.meta.request_id = "r".repeat(500);
-    let bad = vec![
+    let bad = [
         request(
             "t",
             Command::CreateTenant {
