@@ -40,6 +40,8 @@ fuzz_target!(|data: &[u8]| {
                 "precheck refused what apply accepted: {request:?}"
             );
         }
-        state.check_invariants().expect("invariants hold after apply");
+        state
+            .check_invariants()
+            .expect("invariants hold after apply");
     }
 });

@@ -19,6 +19,17 @@ fn request(id: &str, command: Command) -> ClusterRequest {
     )
 }
 
+fn register() -> ClusterRequest {
+    request(
+        "r1",
+        Command::RegisterNode {
+            node_id: 7,
+            name: "a".into(),
+            address: "192.168.0.1:9600".into(),
+        },
+    )
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policies = parse_policy_file(include_str!("../../corpus/policy_formats/romana.json"))?;
     let network = parse_policy_file(include_str!("../../corpus/policy_formats/netpol.yaml"))?;
@@ -30,14 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "topology",
             vec![
-                request(
-                    "r1",
-                    Command::RegisterNode {
-                        node_id: 7,
-                        name: "a".into(),
-                        address: "192.168.0.1:9600".into(),
-                    },
-                ),
+                register(),
                 request("t1", Command::CreateTenant { name: "t1".into() }),
                 request(
                     "s1",
@@ -51,14 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "ipam",
             vec![
-                request(
-                    "r1",
-                    Command::RegisterNode {
-                        node_id: 7,
-                        name: "a".into(),
-                        address: "192.168.0.1:9600".into(),
-                    },
-                ),
+                register(),
                 request("t1", Command::CreateTenant { name: "t1".into() }),
                 request(
                     "a1",
@@ -107,9 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .network_policies
                 .into_iter()
                 .enumerate()
-                .map(|(i, policy)| {
-                    request(&format!("np{i}"), Command::ApplyNetworkPolicy(policy))
-                })
+                .map(|(i, policy)| request(&format!("np{i}"), Command::ApplyNetworkPolicy(policy)))
                 .collect(),
         ),
     ];

@@ -177,19 +177,7 @@ impl ClusterState {
     }
 
     fn apply_new(&mut self, index: u64, request: &ClusterRequest) -> Result<Effect, Rejection> {
-        if request.format_version > ENTRY_FORMAT_VERSION {
-            return Err(Rejection::UnsupportedFormat {
-                version: request.format_version,
-            });
-        }
-        validate_meta(request)?;
-        let size = crate::entry::encoded_size(request);
-        if size > crate::entry::MAX_REQUEST_BYTES {
-            return Err(Rejection::invalid(format!(
-                "the request encodes to {size} bytes, more than the {} a request may have",
-                crate::entry::MAX_REQUEST_BYTES
-            )));
-        }
+        check_envelope(request)?;
         let meta = &request.meta;
         if !matches!(request.command, Command::InitCluster { .. }) {
             self.require_initialised()?;
@@ -290,19 +278,7 @@ impl ClusterState {
 /// entry. `apply` refuses every request this refuses (it runs the same
 /// checks), so answering without an entry changes no outcome.
 pub fn precheck(request: &ClusterRequest) -> Result<(), Rejection> {
-    if request.format_version > ENTRY_FORMAT_VERSION {
-        return Err(Rejection::UnsupportedFormat {
-            version: request.format_version,
-        });
-    }
-    validate_meta(request)?;
-    let size = crate::entry::encoded_size(request);
-    if size > crate::entry::MAX_REQUEST_BYTES {
-        return Err(Rejection::invalid(format!(
-            "the request encodes to {size} bytes, more than the {} a request may have",
-            crate::entry::MAX_REQUEST_BYTES
-        )));
-    }
+    check_envelope(request)?;
     match &request.command {
         Command::CreateTenant { name } => {
             crate::entry::validate_label("tenant", name).map_err(Rejection::invalid)
@@ -321,6 +297,25 @@ pub fn precheck(request: &ClusterRequest) -> Result<(), Rejection> {
         }
         _ => Ok(()),
     }
+}
+
+/// What every request must satisfy whatever it asks: a format this build
+/// reads, valid metadata, at most [`crate::entry::MAX_REQUEST_BYTES`].
+fn check_envelope(request: &ClusterRequest) -> Result<(), Rejection> {
+    if request.format_version > ENTRY_FORMAT_VERSION {
+        return Err(Rejection::UnsupportedFormat {
+            version: request.format_version,
+        });
+    }
+    validate_meta(request)?;
+    let size = crate::entry::encoded_size(request);
+    if size > crate::entry::MAX_REQUEST_BYTES {
+        return Err(Rejection::invalid(format!(
+            "the request encodes to {size} bytes, more than the {} a request may have",
+            crate::entry::MAX_REQUEST_BYTES
+        )));
+    }
+    Ok(())
 }
 
 fn validate_meta(request: &ClusterRequest) -> Result<(), Rejection> {
