@@ -282,6 +282,10 @@ fn validate_peers(peers: &[NetworkPolicyPeer], field: &str) -> Result<(), String
                 }
             }
             NetworkPolicyPeer::IpBlock { cidr, except } => {
+                for cidr in std::iter::once(cidr).chain(except) {
+                    cidr.check()
+                        .map_err(|e| format!("{peer_field}.ipBlock: {e}"))?;
+                }
                 if except.len() > MAX_POLICY_ITEMS {
                     return Err(format!(
                         "{peer_field}.ipBlock.except: at most {MAX_POLICY_ITEMS} entries"

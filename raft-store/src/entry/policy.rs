@@ -80,8 +80,26 @@ impl Cidr {
         if self.prefix_len == 0 {
             0
         } else {
-            u32::MAX << (32 - u32::from(self.prefix_len))
+            // A decoded value may claim more than 32 bits (`check` refuses
+            // it); the mask never overflows on one.
+            u32::MAX << (32 - u32::from(self.prefix_len.min(32)))
         }
+    }
+
+    /// What [`Cidr::parse`] guarantees, for a value decoded from the log or
+    /// a request: a prefix of at most 32 bits, no bits set past it.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.prefix_len > 32 {
+            return Err(Error::CidrPrefix {
+                text: self.to_string(),
+            });
+        }
+        if u32::from(self.address) & !self.mask_bits() != 0 {
+            return Err(Error::CidrHostBits {
+                text: self.to_string(),
+            });
+        }
+        Ok(())
     }
 
     pub fn contains(&self, address: Ipv4Addr) -> bool {
@@ -202,8 +220,18 @@ pub fn validate(policy: &Policy) -> Result<(), Error> {
             ));
         }
     }
+    for (i, target) in policy.applied_to.iter().enumerate() {
+        if let Target::Cidr(cidr) = target {
+            cidr.check()
+                .map_err(|e| Error::invalid_policy(format!("applied_to[{i}]"), e.to_string()))?;
+        }
+    }
     for (i, peer) in policy.peers.iter().enumerate() {
         if let Peer::Cidr { cidr, except } = peer {
+            for cidr in std::iter::once(cidr).chain(except) {
+                cidr.check()
+                    .map_err(|e| Error::invalid_policy(format!("peers[{i}]"), e.to_string()))?;
+            }
             let field = format!("peers[{i}].except");
             if except.len() > MAX_POLICY_ITEMS {
                 return Err(Error::invalid_policy(
@@ -304,6 +332,35 @@ mod tests {
         assert!(Cidr::parse("10.1.0.1/16").is_err());
         assert!(Cidr::parse("10.1.0.0/40").is_err());
         assert!(Cidr::parse("ten").is_err());
+    }
+
+    #[test]
+    fn decoded_cidrs_are_checked_like_parsed_ones() {
+        // Found by the entry_decode fuzz target: a CIDR decoded from an
+        // entry (not parsed from text) claiming 40 prefix bits overflowed
+        // the mask in apply. The mask saturates; validation refuses it.
+        let long = Cidr {
+            address: Ipv4Addr::new(10, 0, 0, 0),
+            prefix_len: 40,
+        };
+        assert_eq!(long.mask_bits(), u32::MAX);
+        assert!(long.check().is_err());
+        let host_bits = Cidr {
+            address: Ipv4Addr::new(10, 0, 0, 1),
+            prefix_len: 8,
+        };
+        assert!(host_bits.check().is_err());
+        for cidr in [long, host_bits] {
+            let mut target = policy();
+            target.applied_to = vec![Target::Cidr(cidr)];
+            assert!(validate(&target).is_err(), "applied_to {cidr}");
+            let mut peer = policy();
+            peer.peers = vec![Peer::Cidr {
+                cidr: Cidr::parse("10.0.0.0/8").expect("valid"),
+                except: vec![cidr],
+            }];
+            assert!(validate(&peer).is_err(), "except {cidr}");
+        }
     }
 
     #[test]
