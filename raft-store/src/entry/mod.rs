@@ -81,7 +81,7 @@ pub const MAX_NOTE_BYTES: usize = 4096;
 pub const MAX_REQUESTS_PER_ENTRY: usize = 256;
 
 /// Largest encoded request (bincode): a policy file at its limits (64
-/// policies) or a garbage collection naming 2,048 interfaces fits; an
+/// policies) or a garbage collection naming 1,024 interfaces fits; an
 /// allocation is a few hundred bytes. Checked by the node before it
 /// proposes (413) and by `apply` (deterministically refused).
 pub const MAX_REQUEST_BYTES: u64 = 256 * 1024;
@@ -101,6 +101,17 @@ pub const MAX_ENTRIES_PER_APPEND: u64 = 16;
 /// The encoded size of `request` (what it adds to an entry).
 pub fn encoded_size(request: &ClusterRequest) -> u64 {
     bincode::serialized_size(request).unwrap_or(u64::MAX)
+}
+
+/// Refuses a request larger than [`MAX_REQUEST_BYTES`], saying how large.
+pub fn check_size(request: &ClusterRequest) -> Result<(), String> {
+    let size = encoded_size(request);
+    if size > MAX_REQUEST_BYTES {
+        return Err(format!(
+            "the request encodes to {size} bytes, more than the {MAX_REQUEST_BYTES} a request may have"
+        ));
+    }
+    Ok(())
 }
 
 /// What one Raft log entry carries: one or more requests, applied in order.

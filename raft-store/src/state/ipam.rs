@@ -200,21 +200,19 @@ impl ClusterState {
     }
 }
 
-/// The lengths of an allocation's optional names.
-pub(crate) fn check_allocation_names(request: &AllocationRequest) -> Result<(), Rejection> {
-    for (what, value) in [
-        ("pod namespace", &request.pod_namespace),
-        ("pod name", &request.pod_name),
-        ("CNI network name", &request.network),
-    ] {
-        if value
-            .as_ref()
-            .is_some_and(|v| v.is_empty() || v.len() > 253)
-        {
-            return Err(Rejection::invalid(format!("{what} must be 1 to 253 bytes")));
-        }
+/// An optional name, when given, is 1 to 253 bytes.
+fn check_optional_name(what: &str, value: Option<&str>) -> Result<(), Rejection> {
+    if value.is_some_and(|v| v.is_empty() || v.len() > 253) {
+        return Err(Rejection::invalid(format!("{what} must be 1 to 253 bytes")));
     }
     Ok(())
+}
+
+/// The lengths of an allocation's optional names.
+pub(crate) fn check_allocation_names(request: &AllocationRequest) -> Result<(), Rejection> {
+    check_optional_name("pod namespace", request.pod_namespace.as_deref())?;
+    check_optional_name("pod name", request.pod_name.as_deref())?;
+    check_optional_name("CNI network name", request.network.as_deref())
 }
 
 /// The bounds of a garbage collection's arguments.
@@ -228,10 +226,5 @@ pub(crate) fn check_gc_request(
             valid.len()
         )));
     }
-    if network.is_some_and(|n| n.is_empty() || n.len() > 253) {
-        return Err(Rejection::invalid(
-            "CNI network name must be 1 to 253 bytes".to_string(),
-        ));
-    }
-    Ok(())
+    check_optional_name("CNI network name", network)
 }

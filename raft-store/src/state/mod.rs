@@ -140,19 +140,16 @@ impl ClusterState {
     /// A request id seen before returns the recorded outcome and changes
     /// nothing.
     pub fn apply(&mut self, index: u64, position: u32, request: &ClusterRequest) -> AppliedRequest {
-        let digest = request_digest(request);
-        if let Some(previous) = self.requests.get(&request.meta.request_id) {
-            return match self.request_digests.get(&request.meta.request_id) {
-                Some(recorded) if *recorded != digest => AppliedRequest {
+        match self.previous_outcome(request) {
+            Ok(Some(previous)) => return previous.clone(),
+            Err(reused) => {
+                return AppliedRequest {
                     index,
                     position,
-                    outcome: Outcome::Rejected(Rejection::RequestIdReused {
-                        request_id: request.meta.request_id.clone(),
-                        first_index: previous.index,
-                    }),
-                },
-                _ => previous.clone(),
-            };
+                    outcome: Outcome::Rejected(reused),
+                }
+            }
+            Ok(None) => {}
         }
         let outcome = match self.apply_new(index, request) {
             Ok(effect) => Outcome::Applied(effect),
@@ -170,7 +167,7 @@ impl ClusterState {
             self.request_digests.remove(&forgotten);
         }
         self.request_digests
-            .insert(request.meta.request_id.clone(), digest);
+            .insert(request.meta.request_id.clone(), request_digest(request));
         self.audit_head = chain(&self.audit_head, request, &applied);
         self.audit_count += 1;
         applied
@@ -308,14 +305,7 @@ fn check_envelope(request: &ClusterRequest) -> Result<(), Rejection> {
         });
     }
     validate_meta(request)?;
-    let size = crate::entry::encoded_size(request);
-    if size > crate::entry::MAX_REQUEST_BYTES {
-        return Err(Rejection::invalid(format!(
-            "the request encodes to {size} bytes, more than the {} a request may have",
-            crate::entry::MAX_REQUEST_BYTES
-        )));
-    }
-    Ok(())
+    crate::entry::check_size(request).map_err(Rejection::invalid)
 }
 
 fn validate_meta(request: &ClusterRequest) -> Result<(), Rejection> {

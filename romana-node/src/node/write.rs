@@ -34,15 +34,14 @@ impl Node {
             },
             command,
         );
-        let size = raft_store::entry::encoded_size(&request);
-        if size > raft_store::entry::MAX_REQUEST_BYTES {
-            return Err(ApiError::TooLarge(format!(
-                "the request encodes to {size} bytes, more than the {} a request may have",
-                raft_store::entry::MAX_REQUEST_BYTES
-            )));
-        }
-        // What the request alone decides is refused here, never logged.
-        raft_store::state::precheck(&request).map_err(|r| ApiError::from_rejection(&r))?;
+        // What the request alone decides is refused here, never logged;
+        // too large a request is a 413.
+        raft_store::state::precheck(&request).map_err(|rejection| {
+            match raft_store::entry::check_size(&request) {
+                Err(too_large) => ApiError::TooLarge(too_large),
+                Ok(()) => ApiError::from_rejection(&rejection),
+            }
+        })?;
         // A retry this replica has seen applied is answered here; a reused
         // id is refused here (the leader and the state machine check again).
         if let Some(answer) = super::batcher::decided_without_entry(&self.shared, &request) {
