@@ -12,10 +12,11 @@ log() { printf '==> %s\n' "$*" >&2; }
 # (deploy/lab/build-kubernetes.sh, which needs Go), makes its certificates
 # with openssl and its test image from busybox-static and netcat-openbsd
 # (a UDP-capable nc). The romana-node image (deploy/kubernetes/image.sh) takes
-# Debian's iptables and ipset, and strips the binaries with binutils.
+# Debian's iptables and ipset, and strips the binaries with binutils. The TLS
+# test captures the peers' traffic with tcpdump.
 DEBIAN_PACKAGES=(ca-certificates gcc libc6-dev pkg-config iproute2 iptables procps curl
   containernetworking-plugins podman runc busybox-static iputils-ping iperf3 python3 time
-  containerd openssl netcat-openbsd util-linux jq ipset binutils)
+  containerd openssl netcat-openbsd util-linux jq ipset binutils tcpdump)
 
 # Go for the Kubernetes build: the machine's own (/usr/local/go), else
 # Debian's if it is new enough (Kubernetes 1.34 needs Go 1.24).

@@ -30,8 +30,8 @@
 //!   (production) and an in-memory one (simulation, tests).
 //! - [`transport`]: Raft RPCs over HTTP with bincode bodies: the axum routes
 //!   a node serves, the pooled client it dials peers with (generic over the
-//!   connector so a simulated network can stand in), and cluster-secret
-//!   authentication.
+//!   connector so a simulated network can stand in: the node's is TLS), and
+//!   the cluster secret the node derives its CA from.
 //!
 //! # The path of a request
 //!

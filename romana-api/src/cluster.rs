@@ -94,6 +94,48 @@ pub struct RemoveQuery {
     pub force: bool,
 }
 
+/// Body of `POST /v1/join-tokens`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct JoinTokenBody {
+    /// Lifetime in milliseconds.
+    pub ttl_ms: u64,
+}
+
+/// Answer of `POST /v1/join-tokens`: what a joining node is given.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct JoinTokenView {
+    /// `ID.SECRET`; shown once, only its digest is recorded.
+    pub token: String,
+    pub expires_at_ms: u64,
+    /// `sha256:HEX` of the CA's public key.
+    pub ca_cert_hash: String,
+}
+
+/// Body of `POST /v1/join-tokens/redeem`.
+#[derive(Serialize, Deserialize)]
+pub struct RedeemBody {
+    pub token: String,
+    /// The name the joiner will join under.
+    pub name: String,
+}
+
+impl std::fmt::Debug for RedeemBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RedeemBody {{ name: {:?}, token: <redacted> }}",
+            self.name
+        )
+    }
+}
+
+/// Answer of a redeemed token: the cluster CA's key (and so the means to
+/// issue the joiner's own certificate).
+#[derive(Serialize, Deserialize)]
+pub struct RedeemView {
+    pub ca_key_pem: String,
+}
+
 /// Body of `POST /v1/cluster/join`.
 #[derive(Serialize, Deserialize, Debug)]
 pub struct JoinRequest {

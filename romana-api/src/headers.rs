@@ -1,12 +1,7 @@
 //! Headers the node API reads.
 
-/// Names the person or tool behind a request, recorded as the entry's actor
-/// (`client:WHO@NODE`).
+/// The actor a request is recorded under. The node sets it itself from
+/// the connection's authenticated peer (a certificate, or the unix
+/// socket's peer credentials) and discards what a client sends, except
+/// from a member relaying a request it received.
 pub const ACTOR_HEADER: &str = "x-romana-actor";
-
-/// The cluster secret; every request on TCP must carry it. The same name as
-/// `raft_store::transport::SECRET_HEADER` (the Raft routes check it there).
-pub const SECRET_HEADER: &str = "x-romana-cluster-secret";
-
-/// The actor the CNI plugin names itself as.
-pub const CNI_ACTOR: &str = "cni";

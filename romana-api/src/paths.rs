@@ -13,6 +13,11 @@ pub const PATH_NOTES: &str = "/v1/notes";
 pub const PATH_REQUESTS: &str = "/v1/requests";
 pub const REQUEST_ROUTE: &str = "/v1/requests/{request_id}";
 pub const PATH_JOIN: &str = "/v1/cluster/join";
+/// Create a join token (admins).
+pub const PATH_JOIN_TOKENS: &str = "/v1/join-tokens";
+/// Redeem a join token: the one route a client without a certificate may
+/// call (over TLS, having pinned the CA).
+pub const PATH_JOIN_TOKEN_REDEEM: &str = "/v1/join-tokens/redeem";
 /// A write forwarded by another member (bincode; peers only).
 pub const PATH_INTERNAL_PROPOSE: &str = "/v1/internal/propose";
 

@@ -26,15 +26,11 @@ pub enum LogLevel {
     Debug,
 }
 
-/// Where the local node is.
+/// Where the local node is: its unix socket. (The node's TCP listener
+/// speaks mutual TLS only, for peers and operators, not for the plugin.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEndpoint {
     Unix(PathBuf),
-    /// `HOST:PORT`, with the cluster secret file to authenticate.
-    Tcp {
-        address: String,
-        secret_file: PathBuf,
-    },
 }
 
 /// The network configuration (`"type": "romana"`).
@@ -123,27 +119,11 @@ impl NetConf {
             string_key(&config, "node_url")?,
             string_key(&config, "node_socket")?,
         ) {
-            (Some(_), Some(_)) => {
-                return Err(invalid("node_url", "and node_socket cannot both be set"))
-            }
-            (Some(url), None) => {
-                let address = url
-                    .strip_prefix("http://")
-                    .ok_or_else(|| invalid("node_url", "must start with http://"))?
-                    .trim_end_matches('/')
-                    .to_string();
-                if address
-                    .rsplit_once(':')
-                    .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-                {
-                    return Err(invalid("node_url", "must be http://HOST:PORT"));
-                }
-                let secret_file = string_key(&config, "cluster_secret_file")?
-                    .ok_or_else(|| invalid("cluster_secret_file", "is required with node_url"))?;
-                NodeEndpoint::Tcp {
-                    address,
-                    secret_file: PathBuf::from(secret_file),
-                }
+            (Some(_), _) => {
+                return Err(invalid(
+                    "node_url",
+                    "is not supported: the plugin reaches the node on its unix socket (node_socket); the node's TCP API takes TLS client certificates only",
+                ))
             }
             (None, socket) => NodeEndpoint::Unix(PathBuf::from(
                 socket.unwrap_or_else(|| DEFAULT_NODE_SOCKET.into()),
@@ -448,10 +428,7 @@ mod tests {
             (r#","tenant":5"#, "tenant"),
             (r#","tenant_from_namespace":"yes""#, "tenant_from_namespace"),
             (r#","node_url":"127.0.0.1:9600""#, "node_url"),
-            (
-                r#","node_url":"http://127.0.0.1:9600""#,
-                "cluster_secret_file",
-            ),
+            (r#","node_url":"http://127.0.0.1:9600""#, "node_url"),
             (r#","log_level":"loud""#, "log_level"),
         ] {
             let error = conf(extra).map(|_| ()).unwrap_err();

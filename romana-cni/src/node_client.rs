@@ -1,14 +1,12 @@
 //! A minimal synchronous HTTP/1.1 client for the local node's API, over its
-//! unix socket (or TCP with the cluster secret). The plugin lives for
+//! unix socket. The plugin lives for
 //! milliseconds; a blocking socket and one request per connection are all it
 //! needs, and keep the binary small.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use romana_api::headers::{ACTOR_HEADER, CNI_ACTOR, SECRET_HEADER};
 use romana_api::ErrorCode;
 use serde_json::Value;
 
@@ -69,35 +67,16 @@ impl Answer {
 
 pub struct NodeClient {
     endpoint: NodeEndpoint,
-    secret: Option<String>,
 }
 
 impl NodeClient {
     pub fn new(endpoint: NodeEndpoint) -> Result<Self> {
-        let secret = match &endpoint {
-            NodeEndpoint::Unix(_) => None,
-            NodeEndpoint::Tcp { secret_file, .. } => Some(
-                std::fs::read_to_string(secret_file)
-                    .map_err(|e| {
-                        CniError::new(
-                            code::INVALID_CONFIG,
-                            format!(
-                                "invalid network config: cluster_secret_file {}: {e}",
-                                secret_file.display()
-                            ),
-                        )
-                    })?
-                    .trim()
-                    .to_string(),
-            ),
-        };
-        Ok(Self { endpoint, secret })
+        Ok(Self { endpoint })
     }
 
     fn describe(&self) -> String {
         match &self.endpoint {
             NodeEndpoint::Unix(path) => path.display().to_string(),
-            NodeEndpoint::Tcp { address, .. } => address.clone(),
         }
     }
 
@@ -119,27 +98,14 @@ impl NodeClient {
         };
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{ACTOR_HEADER}: {CNI_ACTOR}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
             payload.len()
         );
-        if let Some(secret) = &self.secret {
-            request.push_str(&format!("{SECRET_HEADER}: {secret}\r\n"));
-        }
         request.push_str("\r\n");
         request.push_str(&payload);
         let raw = match &self.endpoint {
             NodeEndpoint::Unix(path) => {
                 let stream = UnixStream::connect(path).map_err(unreachable)?;
-                stream
-                    .set_read_timeout(Some(CALL_TIMEOUT))
-                    .map_err(unreachable)?;
-                stream
-                    .set_write_timeout(Some(CALL_TIMEOUT))
-                    .map_err(unreachable)?;
-                exchange(stream, request.as_bytes()).map_err(unreachable)?
-            }
-            NodeEndpoint::Tcp { address, .. } => {
-                let stream = TcpStream::connect(address).map_err(unreachable)?;
                 stream
                     .set_read_timeout(Some(CALL_TIMEOUT))
                     .map_err(unreachable)?;

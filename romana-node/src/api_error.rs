@@ -17,6 +17,10 @@ pub enum ApiError {
     BadRequest(String),
     /// A request larger than its route or the log takes (413).
     TooLarge(String),
+    /// No credentials, or revoked ones (401).
+    Unauthorized(String),
+    /// Credentials that do not allow this request (403).
+    Forbidden(String),
     NotFound(String),
     Conflict(String),
     /// Sent to a node that is not the leader (forwarded writes only).
@@ -38,6 +42,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
@@ -62,6 +68,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
             ApiError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::Misdirected(_) => ErrorCode::Misdirected,
@@ -76,6 +84,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(m)
             | ApiError::TooLarge(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::Misdirected(m)
@@ -126,7 +136,8 @@ fn rejection_code(rejection: &Rejection) -> ErrorCode {
         | Rejection::DefaultSegmentIsPermanent { .. }
         | Rejection::OwnerHoldsOtherAddress { .. }
         | Rejection::BlockFull { .. }
-        | Rejection::RequestIdReused { .. } => ErrorCode::Conflict,
+        | Rejection::RequestIdReused { .. }
+        | Rejection::JoinTokenRefused { .. } => ErrorCode::Conflict,
     }
 }
 

@@ -50,12 +50,24 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(default)]
     pub join: Vec<String>,
+    /// A join token from `romanactl token create` on a member (with
+    /// --join and --ca-cert-hash): how a node without the cluster secret
+    /// joins. Read once, on the first start.
+    #[arg(long, env = "ROMANA_JOIN_TOKEN", hide_env_values = true)]
+    #[serde(skip)]
+    pub join_token: Option<String>,
+    /// `sha256:HEX` of the cluster CA's public key, printed with the token:
+    /// the joiner trusts only a member that proves it holds this CA.
+    #[arg(long)]
+    pub ca_cert_hash: Option<String>,
     /// Unix socket for the CNI plugin and local tools, mode 0600
     /// [default: /run/romana/romana.sock].
     #[arg(long)]
     pub api_socket: Option<PathBuf>,
-    /// File holding the cluster secret. Without it a new cluster generates one
-    /// in DATA_DIR/cluster-secret; joining nodes must be given it.
+    /// File holding the cluster secret: every node given it derives the same
+    /// cluster CA and certificates from it (it is never sent anywhere).
+    /// Without it a new cluster generates a random CA in DATA_DIR/tls, and
+    /// nodes join with --join-token.
     #[arg(long)]
     pub cluster_secret_file: Option<PathBuf>,
     /// Target number of voters (odd, 1 to 9; set when the cluster is created)
@@ -178,6 +190,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     pub advertise: String,
     pub join: Vec<String>,
+    /// A join token and the CA hash it is redeemed against.
+    pub join_token: Option<crate::tls::JoinToken>,
     pub api_socket: PathBuf,
     pub cluster_secret_file: Option<PathBuf>,
     pub voters: u8,
@@ -275,6 +289,26 @@ impl RunArgs {
         for member in &join {
             validate_host_port("--join", member)?;
         }
+        let ca_cert_hash = self.ca_cert_hash.or(file.ca_cert_hash);
+        let join_token = match (self.join_token, ca_cert_hash) {
+            (Some(token), Some(hash)) => {
+                if join.is_empty() {
+                    return Err(Error::Config(
+                        "--join-token needs --join (a member to redeem it with)".into(),
+                    ));
+                }
+                Some(
+                    crate::tls::JoinToken::parse(&token, &hash)
+                        .map_err(|e| Error::Config(format!("--join-token: {e}")))?,
+                )
+            }
+            (Some(_), None) => {
+                return Err(Error::Config(
+                    "--join-token needs --ca-cert-hash (printed with the token)".into(),
+                ))
+            }
+            (None, _) => None,
+        };
         let voters = self.voters.or(file.voters).unwrap_or(DEFAULT_VOTERS);
         if voters == 0 || voters > MAX_VOTERS_TARGET || voters.is_multiple_of(2) {
             return Err(Error::Config(format!(
@@ -366,6 +400,7 @@ impl RunArgs {
             listen,
             advertise,
             join,
+            join_token,
             api_socket: self
                 .api_socket
                 .or(file.api_socket)

@@ -1,23 +1,27 @@
-//! A small HTTP client for the node API, over TCP (pooled) or the local unix
+//! A small HTTP client for the node API, over TLS (pooled) or the local unix
 //! socket. Used by `romanactl`, by nodes talking to each other (join, write
-//! forwarding), by the benchmark and by the tests.
+//! forwarding), by the benchmark and by the tests. Over TCP it speaks TLS
+//! only, with the client configuration it is given ([`crate::tls`]): the
+//! certificate it presents is who the node records as the actor.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{header, Method, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use raft_store::transport::client::POOL_IDLE_TIMEOUT;
-use raft_store::transport::{ClusterSecret, SECRET_HEADER};
 use romana_api::ErrorBody;
+use rustls::ClientConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use romana_api::headers::ACTOR_HEADER;
+
+use crate::tls::TlsConnector;
 
 /// Where the node API is.
 #[derive(Clone, Debug)]
@@ -55,8 +59,8 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct ApiClient {
     endpoint: Endpoint,
-    secret: Option<ClusterSecret>,
-    tcp: Client<HttpConnector, Full<Bytes>>,
+    /// TLS to nodes' TCP listeners (none: TCP endpoints are refused).
+    tcp: Option<Client<TlsConnector, Full<Bytes>>>,
     timeout: Duration,
     actor: Option<String>,
 }
@@ -66,16 +70,16 @@ pub struct ApiClient {
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl ApiClient {
-    pub fn new(endpoint: Endpoint, secret: Option<ClusterSecret>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let tcp = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(64)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
+    /// A client of `endpoint`; `tls` is needed for TCP endpoints.
+    pub fn new(endpoint: Endpoint, tls: Option<Arc<ClientConfig>>) -> Self {
+        let tcp = tls.map(|config| {
+            Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(64)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build(TlsConnector::new(config))
+        });
         Self {
             endpoint,
-            secret,
             tcp,
             timeout: DEFAULT_CALL_TIMEOUT,
             actor: None,
@@ -95,7 +99,10 @@ impl ApiClient {
         }
     }
 
-    /// Names the operator in the log's actor field (`client:WHO@node`).
+    /// Relays an actor: honoured only when this client presents a node
+    /// certificate (a member forwarding a request it received); every
+    /// other caller is recorded as what its certificate or its socket
+    /// credentials say.
     pub fn with_actor(mut self, actor: &str) -> Self {
         self.actor = Some(actor.to_string());
         self
@@ -164,14 +171,17 @@ impl ApiClient {
         };
         let mut builder = hyper::Request::builder()
             .method(method)
-            .uri(format!("http://{authority}{path}"))
+            .uri(format!(
+                "{}://{authority}{path}",
+                match self.endpoint {
+                    Endpoint::Tcp(_) => "https",
+                    Endpoint::Unix(_) => "http",
+                }
+            ))
             .header(header::CONTENT_TYPE, content_type)
             .header(header::HOST, authority);
         if let Some(actor) = &self.actor {
             builder = builder.header(ACTOR_HEADER, actor.as_str());
-        }
-        if let Some(secret) = &self.secret {
-            builder = builder.header(SECRET_HEADER, secret.as_str());
         }
         let request = builder
             .body(Full::new(Bytes::from(body)))
@@ -179,8 +189,13 @@ impl ApiClient {
         let exchange = async {
             let response = match &self.endpoint {
                 Endpoint::Tcp(_) => {
-                    self.tcp
-                        .request(request)
+                    let Some(tcp) = &self.tcp else {
+                        return Err(CallError::Unreachable {
+                            endpoint: self.endpoint.to_string(),
+                            reason: "no TLS credentials for a TCP endpoint".into(),
+                        });
+                    };
+                    tcp.request(request)
                         .await
                         .map_err(|e| CallError::Unreachable {
                             endpoint: self.endpoint.to_string(),

@@ -78,6 +78,7 @@ pub mod kubernetes;
 pub mod node;
 pub mod policy;
 pub mod server;
+pub mod tls;
 
 /// Sets up `tracing` output: `RUST_LOG`-style filter (default `info`), text
 /// or JSON lines on stderr.

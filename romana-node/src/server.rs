@@ -4,6 +4,13 @@
 //! deadline for each request's headers that is also the idle timeout of a
 //! kept-alive connection (hyper starts it whenever it waits for a request
 //! head), and a graceful stop that lets requests in progress finish.
+//!
+//! Each connection first goes through its listener's [`Handshake`]: TLS
+//! with client certificates on TCP ([`TlsHandshake`]), the peer's
+//! credentials (`SO_PEERCRED`) on the unix socket ([`LocalHandshake`]).
+//! What it learns about the other end, a [`Peer`], is attached to every
+//! request of the connection for the API to authorise and to name the
+//! actor by.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,8 +21,76 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+
+use crate::tls::{Identity, HANDSHAKE_TIMEOUT};
+
+/// Who is at the other end of a connection, as the listener established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A process on this machine (the unix socket): its user and process,
+    /// from the kernel.
+    Local { uid: u32, pid: Option<i32> },
+    /// A TLS client with a certificate of this cluster, verified and not
+    /// revoked at the handshake.
+    Certified(Identity),
+    /// A TLS client without a certificate.
+    Anonymous,
+}
+
+/// What a listener does with a new connection before HTTP: the stream to
+/// speak HTTP on, and who is at the other end.
+pub trait Handshake<Io>: Clone + Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn establish(
+        &self,
+        io: Io,
+    ) -> impl std::future::Future<Output = Result<(Self::Stream, Peer), String>> + Send;
+}
+
+/// TLS, with the client certificate (if any) as the peer's identity.
+#[derive(Clone)]
+pub struct TlsHandshake {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Handshake<tokio::net::TcpStream> for TlsHandshake {
+    type Stream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+    async fn establish(&self, io: tokio::net::TcpStream) -> Result<(Self::Stream, Peer), String> {
+        let _ = io.set_nodelay(true);
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(io))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let peer = match stream.get_ref().1.peer_certificates() {
+            Some([certificate, ..]) => Peer::Certified(Identity::from_certificate(certificate)?),
+            _ => Peer::Anonymous,
+        };
+        Ok((stream, peer))
+    }
+}
+
+/// The unix socket: the kernel's word on the connecting process.
+#[derive(Clone)]
+pub struct LocalHandshake;
+
+impl Handshake<tokio::net::UnixStream> for LocalHandshake {
+    type Stream = tokio::net::UnixStream;
+
+    async fn establish(&self, io: tokio::net::UnixStream) -> Result<(Self::Stream, Peer), String> {
+        let credentials = io
+            .peer_cred()
+            .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+        let peer = Peer::Local {
+            uid: credentials.uid(),
+            pid: credentials.pid(),
+        };
+        Ok((io, peer))
+    }
+}
 
 /// How one listener is bounded.
 #[derive(Debug, Clone, Copy)]
@@ -54,14 +129,18 @@ pub const UNIX_LIMITS: Limits = Limits {
 };
 
 /// Serves `router` on `listener` until `stop` turns true, then drains.
-pub async fn serve<L>(
+/// Every connection goes through `handshake` first (within the header read
+/// timeout's budget, so a stalled handshake holds its slot no longer).
+pub async fn serve<L, H>(
     mut listener: L,
     router: Router,
     limits: Limits,
+    handshake: H,
     mut stop: watch::Receiver<bool>,
 ) where
     L: axum::serve::Listener,
     L::Addr: PeerAddress,
+    H: Handshake<L::Io>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip: ConnectionCounts = Arc::default();
@@ -89,10 +168,27 @@ pub async fn serve<L>(
             }
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
+        let handshake = handshake.clone();
         let mut stop = stop.clone();
         connections.spawn(async move {
             let _slots = (slot, ip_slot);
+            let (io, peer) = match handshake.establish(io).await {
+                Ok(established) => established,
+                Err(reason) => {
+                    tracing::debug!(%reason, "connection refused at its handshake");
+                    return;
+                }
+            };
+            let service = tower::ServiceBuilder::new()
+                .map_request(
+                    move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(peer.clone());
+                        request
+                    },
+                )
+                .service(router);
+            let service = TowerToHyperService::new(service);
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)

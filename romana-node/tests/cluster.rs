@@ -423,40 +423,57 @@ async fn a_node_joining_after_log_purge_is_brought_up_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_changes_nothing() {
-    // Goal: wrong or missing secret → 401; garbage → 400; none of them
-    // changes state. A write without quorum fails clearly in bounded time.
+    // Goal: no client certificate → 401, another CA's → no session;
+    // garbage → 400; none of them changes state. A write without quorum fails clearly in bounded time.
     let mut cluster = TestCluster::new(3, &["--write-timeout-ms", "2000"]);
     cluster.start_all().await;
     let before = cluster.wait_converged(&[0, 1, 2]).await;
     let address = cluster.nodes[1].address();
 
-    let no_secret = ApiClient::new(Endpoint::Tcp(address.clone()), None);
-    let wrong_secret = ApiClient::new(
+    // TLS without a client certificate: every route but a token's
+    // redemption answers 401.
+    let ca_hash = cluster.nodes[1].ca_cert_hash();
+    let anonymous = ApiClient::new(
+        Endpoint::Tcp(address.clone()),
+        Some(romana_node::tls::pinned_client_config(&ca_hash).expect("config")),
+    );
+    for (method, path, body) in [
+        (Method::GET, PATH_STATUS, Vec::new()),
+        (Method::POST, PATH_NOTES, br#"{"text":"sneaky"}"#.to_vec()),
+        (Method::POST, "/raft/append", b"\x00\x01".to_vec()),
+        (Method::POST, "/raft/vote", Vec::new()),
+        (
+            Method::POST,
+            "/v1/cluster/join",
+            br#"{"node_id":5,"name":"evil","address":"127.0.0.1:1"}"#.to_vec(),
+        ),
+    ] {
+        let (status, _) = anonymous
+            .raw(method, path, "application/json", body)
+            .await
+            .expect("answered");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // A certificate of another CA (another secret): no TLS session at all.
+    let foreign = ApiClient::new(
         Endpoint::Tcp(address.clone()),
         Some(
-            raft_store::transport::ClusterSecret::new("wrong-secret-wrong-secret").expect("valid"),
+            romana_node::tls::secret_client_config(
+                &raft_store::transport::ClusterSecret::new("wrong-secret-wrong-secret")
+                    .expect("valid"),
+                romana_node::tls::Role::Node,
+                "host-1",
+            )
+            .expect("config"),
         ),
     );
-    for client in [&no_secret, &wrong_secret] {
-        for (method, path, body) in [
-            (Method::GET, PATH_STATUS, Vec::new()),
-            (Method::POST, PATH_NOTES, br#"{"text":"sneaky"}"#.to_vec()),
-            (Method::POST, "/raft/append", b"\x00\x01".to_vec()),
-            (Method::POST, "/raft/vote", Vec::new()),
-            (
-                Method::POST,
-                "/v1/cluster/join",
-                br#"{"node_id":5,"name":"evil","address":"127.0.0.1:1"}"#.to_vec(),
-            ),
-        ] {
-            let (status, _) = client
-                .raw(method, path, "application/json", body)
-                .await
-                .expect("answered");
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    match foreign.get::<serde_json::Value>(PATH_STATUS).await {
+        Err(CallError::Unreachable { reason, .. }) => {
+            assert!(reason.to_lowercase().contains("certificate"), "{reason}")
         }
+        other => panic!("a foreign CA's client must not get an answer: {other:?}"),
     }
-    let tcp = cluster.nodes[1].tcp_client();
+    let tcp = cluster.nodes[1].tcp_client_as(romana_node::tls::Role::Node, "probe");
     for (path, body) in [
         ("/raft/append", b"garbage".to_vec()),
         ("/raft/vote", Vec::new()),

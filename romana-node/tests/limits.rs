@@ -42,7 +42,7 @@ fn allocation(network: String) -> AllocateBody {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_input_is_refused_in_the_json_error_shape() {
     // Goal: a 1.9 MB field is a 413, a 300-byte network name a 400 naming
-    // the field, a missing secret a 401, an unknown route a 404: every one
+    // the field, no client certificate a 401, an unknown route a 404: every one
     // a JSON error body with its code, and nothing allocated.
     let mut cluster = TestCluster::new(1, &[]);
     cluster.start_all().await;
@@ -81,7 +81,11 @@ async fn oversized_input_is_refused_in_the_json_error_shape() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     error_body(&bytes);
 
-    let anonymous = ApiClient::new(Endpoint::Tcp(node.address()), None);
+    // TLS without a client certificate.
+    let anonymous = ApiClient::new(
+        Endpoint::Tcp(node.address()),
+        Some(romana_node::tls::pinned_client_config(&node.ca_cert_hash()).expect("config")),
+    );
     let (status, bytes) = anonymous
         .raw(Method::GET, PATH_STATUS, "application/json", Vec::new())
         .await

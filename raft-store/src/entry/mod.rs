@@ -238,6 +238,20 @@ pub enum Command {
         namespace: String,
         name: String,
     },
+    /// A join token (`romanactl token create`): only its secret's SHA-256
+    /// is recorded; it expires `ttl_ms` after the entry's timestamp.
+    CreateJoinToken {
+        id: String,
+        secret_digest: [u8; 32],
+        ttl_ms: u64,
+    },
+    /// A joining node presented a token to a member; accepted once, before
+    /// it expires, if the secret's digest matches.
+    RedeemJoinToken {
+        id: String,
+        secret_digest: [u8; 32],
+        node: String,
+    },
 }
 
 impl ClusterRequest {
@@ -340,6 +354,12 @@ impl fmt::Display for Command {
             }
             Command::DeleteNetworkPolicy { namespace, name } => {
                 write!(f, "delete-network-policy {namespace}/{name}")
+            }
+            Command::CreateJoinToken { id, ttl_ms, .. } => {
+                write!(f, "create-join-token {id} ttl={}s", ttl_ms / 1000)
+            }
+            Command::RedeemJoinToken { id, node, .. } => {
+                write!(f, "redeem-join-token {id} node={node}")
             }
         }
     }

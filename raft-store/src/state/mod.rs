@@ -60,6 +60,7 @@ pub mod ledger;
 pub mod outcome;
 pub mod policy;
 pub mod topology;
+pub mod trust;
 
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,7 @@ pub use policy::{NetworkPolicyRecord, PolicyRecord};
 pub use topology::{
     ClusterInfo, NodeRecord, SegmentRecord, TenantRecord, DEFAULT_SEGMENT_NAME, MAX_VOTERS_TARGET,
 };
+pub use trust::{JoinTokenRecord, TrustState};
 
 /// The replicated state of the cluster, as derived from the log.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -119,6 +121,9 @@ pub struct ClusterState {
     /// snapshot format 4 (the last field); ids recorded by earlier releases
     /// have none and are matched by id alone, as they were.
     pub request_digests: BTreeMap<String, RequestDigest>,
+    /// Revoked node certificates and join tokens. Added in snapshot format
+    /// 5 (the last field).
+    pub trust: TrustState,
 }
 
 /// SHA-256 of a request's format and command (not its metadata: a retry
@@ -190,7 +195,11 @@ impl ClusterState {
                 name,
                 address,
             } => self.register_node(*node_id, name, address, meta.timestamp_ms),
-            Command::RemoveNode { name, force } => self.remove_node(name, *force),
+            Command::RemoveNode { name, force } => {
+                let effect = self.remove_node(name, *force)?;
+                self.revoke_node_certificates(name, meta.timestamp_ms);
+                Ok(effect)
+            }
             Command::Note { text } => self.record_note(index, meta, text),
             Command::CreateTenant { name } => self.create_tenant(name, meta.timestamp_ms),
             Command::DeleteTenant { name } => self.delete_tenant(name),
@@ -217,6 +226,16 @@ impl ClusterState {
             Command::DeleteNetworkPolicy { namespace, name } => {
                 self.delete_network_policy(namespace, name)
             }
+            Command::CreateJoinToken {
+                id,
+                secret_digest,
+                ttl_ms,
+            } => self.create_join_token(id, *secret_digest, *ttl_ms, meta),
+            Command::RedeemJoinToken {
+                id,
+                secret_digest,
+                node,
+            } => self.redeem_join_token(id, *secret_digest, node, meta),
         }
     }
 
@@ -266,6 +285,9 @@ impl ClusterState {
                     .expect("policies are always serialisable"),
             );
         }
+        if !self.trust.is_empty() {
+            hasher.update(bincode::serialize(&self.trust).expect("trust is always serialisable"));
+        }
         hex::encode(hasher.finalize())
     }
 }
@@ -289,6 +311,14 @@ pub fn precheck(request: &ClusterRequest) -> Result<(), Rejection> {
         }
         Command::ReleaseAddress(owner) => owner.validate().map_err(Rejection::invalid),
         Command::Note { text } => ledger::check_note(text),
+        Command::CreateJoinToken { id, ttl_ms, .. } => {
+            trust::check_join_token_id(id)?;
+            trust::check_join_token_ttl(*ttl_ms)
+        }
+        Command::RedeemJoinToken { id, node, .. } => {
+            trust::check_join_token_id(id)?;
+            crate::entry::validate_node_name(node).map_err(Rejection::invalid)
+        }
         Command::GarbageCollect { network, valid, .. } => {
             ipam::check_gc_request(network.as_deref(), valid)
         }
@@ -399,6 +429,7 @@ impl From<StateV1> for ClusterState {
             kubernetes: KubernetesView::default(),
             network_policies: BTreeMap::new(),
             request_digests: BTreeMap::new(),
+            trust: TrustState::default(),
         }
     }
 }
@@ -434,6 +465,23 @@ impl From<StateV3> for ClusterState {
         ClusterState {
             network_policies: v3.network_policies,
             ..ClusterState::from(v3.core)
+        }
+    }
+}
+
+/// [`ClusterState`] as snapshot format 4 stored it (before the trust
+/// state): format 3's fields, then the request digests.
+#[derive(Deserialize)]
+pub struct StateV4 {
+    core: StateV3,
+    request_digests: BTreeMap<String, RequestDigest>,
+}
+
+impl From<StateV4> for ClusterState {
+    fn from(v4: StateV4) -> Self {
+        ClusterState {
+            request_digests: v4.request_digests,
+            ..ClusterState::from(v4.core)
         }
     }
 }
@@ -486,5 +534,25 @@ mod format_tests {
         .expect("serialise");
         let read: StateV3 = bincode::deserialize(&bytes).expect("read format 3");
         assert_eq!(ClusterState::from(read), state);
+    }
+
+    #[test]
+    fn a_format_4_state_reads_as_this_state_without_trust() {
+        let mut state = ClusterState::default();
+        state.request_digests.insert("r".into(), [7; 32]);
+        let bytes = bincode::serialize(&(
+            StateV1Ref::of(&state),
+            &state.kubernetes,
+            &state.network_policies,
+            &state.request_digests,
+        ))
+        .expect("serialise");
+        let read: StateV4 = bincode::deserialize(&bytes).expect("read format 4");
+        assert_eq!(ClusterState::from(read), state);
+        // And the current encoding is format 4's with the trust appended.
+        let mut with_trust = state.clone();
+        with_trust.trust.revoked_nodes.insert("host-b".into(), 5);
+        let current = bincode::serialize(&with_trust).expect("serialise");
+        assert!(current.starts_with(&bytes));
     }
 }

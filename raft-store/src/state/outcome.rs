@@ -94,6 +94,13 @@ pub enum Effect {
     Forgotten {
         existed: bool,
     },
+    JoinTokenCreated {
+        expires_at_ms: u64,
+    },
+    /// `node` redeemed a join token (and receives the cluster's CA).
+    JoinTokenRedeemed {
+        node: String,
+    },
 }
 
 /// Why a request was refused. Rejections are outcomes like any other: every
@@ -185,6 +192,11 @@ pub enum Rejection {
         /// Log index of the request that first used it.
         first_index: u64,
     },
+    /// A join token could not be created or redeemed.
+    JoinTokenRefused {
+        id: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -252,6 +264,9 @@ impl fmt::Display for Rejection {
                 f,
                 "request id {request_id:?} was used for a different request (entry {first_index}); use a new id"
             ),
+            Rejection::JoinTokenRefused { id, reason } => {
+                write!(f, "join token {id}: {reason}")
+            }
             Rejection::BlockFull {
                 host,
                 tenant,
@@ -319,6 +334,10 @@ impl fmt::Display for Effect {
             Effect::Mirrored { changed: false } => write!(f, "unchanged"),
             Effect::Forgotten { existed: true } => write!(f, "forgotten"),
             Effect::Forgotten { existed: false } => write!(f, "was not recorded"),
+            Effect::JoinTokenCreated { expires_at_ms } => {
+                write!(f, "join token created, expires at {expires_at_ms} ms")
+            }
+            Effect::JoinTokenRedeemed { node } => write!(f, "join token redeemed by {node}"),
         }
     }
 }

@@ -130,8 +130,9 @@ struct StoredSnapshot {
 
 /// Format of the snapshot body; bumped if [`ClusterState`]'s encoding
 /// changes. 2: the state gained its Kubernetes view (the last field); 3:
-/// and then its NetworkPolicies; 4: and then the request digests.
-const SNAPSHOT_FORMAT_VERSION: u16 = 4;
+/// and then its NetworkPolicies; 4: and then the request digests; 5: and
+/// then the trust state (revocations, join tokens).
+const SNAPSHOT_FORMAT_VERSION: u16 = 5;
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
@@ -167,6 +168,14 @@ struct SnapshotBodyV3 {
     #[allow(dead_code)]
     format_version: u16,
     state: crate::state::StateV3,
+}
+
+/// A format-4 body (written by releases before the trust state).
+#[derive(Deserialize)]
+struct SnapshotBodyV4 {
+    #[allow(dead_code)]
+    format_version: u16,
+    state: crate::state::StateV4,
 }
 
 /// Makes snapshot ids unique within a process (with term and index, globally).
@@ -272,6 +281,7 @@ impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
             1 => ClusterState::from(decode::<SnapshotBodyV1>(data, subject())?.state),
             2 => ClusterState::from(decode::<SnapshotBodyV2>(data, subject())?.state),
             3 => ClusterState::from(decode::<SnapshotBodyV3>(data, subject())?.state),
+            4 => ClusterState::from(decode::<SnapshotBodyV4>(data, subject())?.state),
             other => {
                 return Err(StorageError::IO {
                     source: openraft::StorageIOError::read_snapshot(

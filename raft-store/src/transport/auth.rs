@@ -1,17 +1,9 @@
-//! The cluster secret: every peer request carries it; a request without it,
-//! or with a wrong one, gets 401 and changes nothing.
+//! The cluster secret: what a node (or `romanactl`) derives the cluster's
+//! certificate authority from. It is read from a file and never sent.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-/// Header that carries the cluster secret.
-pub const SECRET_HEADER: &str = "x-romana-cluster-secret";
 
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
@@ -63,24 +55,6 @@ impl ClusterSecret {
             .zip(presented)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
-    }
-}
-
-/// axum middleware: 401 unless the request carries the cluster secret.
-pub async fn require_secret(
-    State(secret): State<ClusterSecret>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
-    match presented {
-        Some(presented) if secret.matches(presented) => next.run(request).await,
-        Some(_) => (StatusCode::UNAUTHORIZED, "wrong cluster secret\n").into_response(),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            format!("missing cluster secret (header {SECRET_HEADER})\n"),
-        )
-            .into_response(),
     }
 }
 

@@ -34,8 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    ClusterSecret, BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT, RAFT_PATH_VOTE,
-    SECRET_HEADER, TARGET_NODE_HEADER,
+    BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT, RAFT_PATH_VOTE, TARGET_NODE_HEADER,
 };
 use crate::entry::{NodeId, NodeInfo};
 use crate::raft::TypeConfig;
@@ -54,21 +53,23 @@ pub struct PeerNetwork<C = HttpConnector> {
     /// This node's id (for error reports).
     node_id: NodeId,
     client: Client<C, Full<Bytes>>,
-    secret: ClusterSecret,
+    /// `http` or `https`: what the connector speaks.
+    scheme: &'static str,
 }
 
 impl PeerNetwork<HttpConnector> {
-    /// Over real TCP.
-    pub fn new(node_id: NodeId, secret: ClusterSecret) -> Self {
+    /// Over plain TCP (benchmarks of the transport itself; a node dials
+    /// its peers over TLS, [`Self::with_connector`]).
+    pub fn new(node_id: NodeId) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        Self::with_connector(node_id, secret, connector)
+        Self::with_connector(node_id, connector, "http")
     }
 }
 
 impl<C: Connect + Clone + Send + Sync + 'static> PeerNetwork<C> {
     /// Over any connector (the simulation's network, for one).
-    pub fn with_connector(node_id: NodeId, secret: ClusterSecret, connector: C) -> Self {
+    pub fn with_connector(node_id: NodeId, connector: C, scheme: &'static str) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_PEER)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -76,7 +77,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerNetwork<C> {
         Self {
             node_id,
             client,
-            secret,
+            scheme,
         }
     }
 }
@@ -88,7 +89,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> RaftNetworkFactory<TypeConfig> 
         PeerConnection {
             network: self.clone(),
             target,
-            base_url: format!("http://{}", node.address),
+            base_url: format!("{}://{}", self.scheme, node.address),
         }
     }
 }
@@ -145,7 +146,6 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
             .method(Method::POST)
             .uri(format!("{}{path}", self.base_url))
             .header(header::CONTENT_TYPE, BINCODE_CONTENT_TYPE)
-            .header(SECRET_HEADER, self.network.secret.as_str())
             .header(TARGET_NODE_HEADER, self.target.to_string())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| {

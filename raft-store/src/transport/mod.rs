@@ -1,10 +1,11 @@
-//! The Raft RPC transport: HTTP, bincode bodies, authenticated by the
-//! cluster secret.
+//! The Raft RPC transport: HTTP, bincode bodies. The node serves and dials
+//! it over mutual TLS (romana-node's `tls`); the cluster secret never
+//! travels.
 //!
 //! # Layout
 //!
-//! - [`auth`]: the cluster secret and the middleware that refuses any request
-//!   without it (401, nothing changed).
+//! - [`auth`]: the cluster secret, the root the node derives its
+//!   certificate authority from.
 //! - [`server`]: the axum routes a node serves for its peers.
 //! - [`client`]: openraft's `RaftNetworkFactory`, dialing peers through one
 //!   pooled HTTP client with a deadline on every RPC.
@@ -14,7 +15,7 @@
 //! Both a CNI ADD's allocation and a policy travel the same way once the
 //! leader's batcher has packed them into an entry: the leader's openraft
 //! sends it to every follower and learner as an `append` RPC ([`client`]),
-//! each peer's node API serves it ([`server`], behind [`auth`]) into its
+//! each peer's node API serves it ([`server`], behind mutual TLS) into its
 //! own `LogStore`, and the flushed acknowledgements make it committed. Votes
 //! and snapshots (a node far behind) take the same routes.
 
@@ -22,7 +23,7 @@ pub mod auth;
 pub mod client;
 pub mod server;
 
-pub use auth::{require_secret, ClusterSecret, SECRET_HEADER};
+pub use auth::ClusterSecret;
 pub use client::PeerNetwork;
 pub use server::raft_routes;
 

@@ -3,8 +3,10 @@
 //! Each route takes a bincode body and answers 200 with a bincode
 //! `Result<response, RaftError>`: errors from Raft itself travel back to the
 //! caller as values (openraft's `RemoteError`), while transport problems use
-//! HTTP statuses: 401 without the cluster secret, 400 for a body that does not
-//! decode. Neither reaches Raft.
+//! HTTP statuses: 400 for a body that does not decode, 409 for an RPC meant
+//! for another node. Neither reaches Raft. Who may call them is decided by
+//! the server in front (the node: mutual TLS, node certificates only; the
+//! simulation: its own network).
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -17,8 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    auth, ClusterSecret, BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT,
-    RAFT_PATH_VOTE, TARGET_NODE_HEADER,
+    BINCODE_CONTENT_TYPE, RAFT_PATH_APPEND, RAFT_PATH_SNAPSHOT, RAFT_PATH_VOTE, TARGET_NODE_HEADER,
 };
 use crate::entry::NodeId;
 use crate::raft::Raft;
@@ -34,21 +35,20 @@ const _: () = assert!(
     "an AppendEntries batch must fit the Raft body limit"
 );
 
-/// The peer routes, behind the cluster-secret check and the target check.
+/// The peer routes, behind the target check.
 ///
 /// Every RPC names the node id it is meant for ([`TARGET_NODE_HEADER`]). A
 /// node that was wiped and restarted at the same address has a new id; RPCs
 /// still aimed at its old identity are refused (409) instead of being
 /// answered from an empty log, which the leader would read as a follower's
 /// log going backwards.
-pub fn raft_routes(raft: Raft, secret: ClusterSecret, node_id: NodeId) -> Router {
+pub fn raft_routes(raft: Raft, node_id: NodeId) -> Router {
     Router::new()
         .route(RAFT_PATH_APPEND, post(append))
         .route(RAFT_PATH_VOTE, post(vote))
         .route(RAFT_PATH_SNAPSHOT, post(snapshot))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(node_id, require_target))
-        .route_layer(middleware::from_fn_with_state(secret, auth::require_secret))
         .with_state(raft)
 }
 

@@ -1,5 +1,5 @@
-//! Status, readiness, members, notes, requests, joins, and the writes
-//! other members forward to this one while it leads.
+//! Status, readiness, members, notes, requests, joins and join tokens, and
+//! the writes other members forward to this one while it leads.
 
 use std::collections::BTreeSet;
 
@@ -14,11 +14,12 @@ use raft_store::state::{AppliedRequest, Outcome};
 use raft_store::transport::BINCODE_CONTENT_TYPE;
 use raft_store::{ClusterRequest, Command, NodeId};
 use romana_api::cluster::{
-    JoinRequest, MemberView, NodeView, NoteBody, ReadyView, RemoveQuery, StatusView, WriteResult,
+    JoinRequest, JoinTokenBody, JoinTokenView, MemberView, NodeView, NoteBody, ReadyView,
+    RedeemBody, RedeemView, RemoveQuery, StatusView, WriteResult,
 };
 use romana_api::paths::{
-    NODE_ROUTE, PATH_INTERNAL_PROPOSE, PATH_JOIN, PATH_NODES, PATH_NOTES, PATH_READY, PATH_STATUS,
-    REQUEST_ROUTE,
+    NODE_ROUTE, PATH_INTERNAL_PROPOSE, PATH_JOIN, PATH_JOIN_TOKENS, PATH_JOIN_TOKEN_REDEEM,
+    PATH_NODES, PATH_NOTES, PATH_READY, PATH_STATUS, REQUEST_ROUTE,
 };
 
 use super::{client_actor, forward_to_leader, parse_json, write_result, Listener};
@@ -34,6 +35,8 @@ pub fn routes() -> Router<Node> {
         .route(PATH_NOTES, post(add_note))
         .route(REQUEST_ROUTE, get(find_request))
         .route(PATH_JOIN, post(join))
+        .route(PATH_JOIN_TOKENS, post(create_join_token))
+        .route(PATH_JOIN_TOKEN_REDEEM, post(redeem_join_token))
         .route(PATH_INTERNAL_PROPOSE, post(internal_propose))
 }
 
@@ -242,13 +245,48 @@ async fn remove_node(
     }
 }
 
-async fn join(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_join_token(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<JoinTokenView>, ApiError> {
+    let body: JoinTokenBody = parse_json(&body)?;
+    let actor = client_actor(&node, listener, &headers);
+    node.create_join_token(std::time::Duration::from_millis(body.ttl_ms), actor)
+        .await
+        .map(Json)
+}
+
+async fn redeem_join_token(
+    State(node): State<Node>,
+    body: Bytes,
+) -> Result<Json<RedeemView>, ApiError> {
+    let body: RedeemBody = parse_json(&body)?;
+    node.redeem_join_token(body).await.map(Json)
+}
+
+async fn join(
+    State(node): State<Node>,
+    Extension(listener): Extension<Listener>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request: JoinRequest = match parse_json(&body) {
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
     if let Err(reason) = raft_store::entry::validate_node_name(&request.name) {
         return ApiError::BadRequest(reason).into_response();
+    }
+    // A node joins as itself: the name in its certificate.
+    let actor = client_actor(&node, listener, &headers);
+    if listener == Listener::Tcp && actor != format!("node:{}", request.name) {
+        return ApiError::Forbidden(format!(
+            "{actor} may not join the cluster as {:?}",
+            request.name
+        ))
+        .into_response();
     }
     if !node.is_leader() {
         return forward_to_leader(&node, Method::POST, PATH_JOIN, &headers, body.to_vec()).await;

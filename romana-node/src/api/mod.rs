@@ -1,6 +1,12 @@
 //! The node API: one axum router, served on the unix socket (local tools, the
 //! CNI plugin; protected by file mode 0600) and on TCP (peers and remote
-//! `romanactl`; every request must carry the cluster secret).
+//! `romanactl`: mutual TLS, see [`crate::tls`]).
+//!
+//! [`authorize`] runs before every handler: on TCP it refuses a client
+//! without a certificate (401), a revoked one (401), an operator on a
+//! member's route or a reader on a write (403); on both listeners it sets
+//! the actor the request is recorded under, from what the listener's
+//! handshake established ([`Peer`]), never from what the client claims.
 //!
 //! The wire types (paths, bodies, answers, the error body) are
 //! [`romana_api`]'s; this module holds the handlers, one file per resource:
@@ -14,8 +20,7 @@
 //! Operator routes speak JSON; `/v1/internal/propose` (a write forwarded by
 //! another member) and the Raft routes speak bincode. Every error is a JSON
 //! [`romana_api::ErrorBody`] with the status and code decided in
-//! [`ApiError`]. TLS for the TCP listener and a metrics route go here, as
-//! layers on [`tcp_router`].
+//! [`ApiError`].
 
 pub mod audit;
 pub mod cluster;
@@ -24,23 +29,25 @@ pub mod policy;
 
 use std::time::{Duration, Instant};
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{middleware, Extension, Json, Router};
+use raft_store::entry::MAX_ACTOR_BYTES;
 use raft_store::state::{AppliedRequest, Outcome};
-use raft_store::transport::{raft_routes, require_secret};
+use raft_store::transport::raft_routes;
 use romana_api::cluster::WriteResult;
 use romana_api::headers::ACTOR_HEADER;
+use romana_api::paths::{PATH_EXPLAIN, PATH_EXPLAIN_MATRIX, PATH_JOIN, PATH_JOIN_TOKEN_REDEEM};
 use romana_api::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 
 use crate::api_error::ApiError;
 use crate::http_client::{CallError, Endpoint};
 use crate::node::Node;
-
-/// Longest accepted actor name from the `x-romana-actor` header.
-const MAX_ACTOR_NAME_BYTES: usize = 64;
+use crate::server::Peer;
+use crate::tls::Role;
 
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,9 +63,10 @@ pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
 
 /// The router for the unix socket: the operator API.
 pub fn unix_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) -> Router {
-    api_routes(node)
+    api_routes(node.clone())
         .layer(Extension(Listener::Unix))
         .layer(Extension(Kubernetes(kubernetes)))
+        .layer(middleware::from_fn_with_state(node, authorize))
         .layer(middleware::map_response(json_errors))
 }
 
@@ -67,17 +75,123 @@ pub fn unix_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) -
 #[derive(Clone)]
 pub struct Kubernetes(pub Option<crate::kubernetes::Context>);
 
-/// The router for TCP: the operator API and the Raft routes, all behind the
-/// cluster secret.
+/// The router for TCP: the operator API and the Raft routes, all behind
+/// [`authorize`].
 pub fn tcp_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) -> Router {
-    let secret = node.secret.clone();
-    let raft = raft_routes(node.raft.clone(), secret.clone(), node.node_id);
-    api_routes(node)
+    let raft = raft_routes(node.raft.clone(), node.node_id);
+    api_routes(node.clone())
         .layer(Extension(Listener::Tcp))
         .layer(Extension(Kubernetes(kubernetes)))
-        .route_layer(middleware::from_fn_with_state(secret, require_secret))
         .merge(raft)
+        .layer(middleware::from_fn_with_state(node, authorize))
         .layer(middleware::map_response(json_errors))
+}
+
+/// Routes only members may call: Raft RPCs, forwarded writes, joins.
+fn is_member_route(path: &str) -> bool {
+    path.starts_with("/raft/") || path.starts_with("/v1/internal/") || path == PATH_JOIN
+}
+
+/// Requests that change nothing: what a reader may send.
+fn is_read(method: &Method, path: &str) -> bool {
+    method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::POST && (path == PATH_EXPLAIN || path == PATH_EXPLAIN_MATRIX))
+}
+
+/// Authorises a request by the [`Peer`] its connection established and
+/// records who it is as the request's actor (in the [`ACTOR_HEADER`],
+/// which this replaces: whatever a client put there is discarded, except
+/// from a member relaying a request it received, whose actor it already
+/// set the same way).
+async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .unwrap_or(Peer::Anonymous);
+    let claimed = request
+        .headers_mut()
+        .remove(ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok().map(str::to_string));
+    let here = &node.config.name;
+    let actor = match peer {
+        Peer::Local { uid, pid } => format!("client:uid={uid}{}@{here}", process_name(pid)),
+        // The one thing a client without a certificate may do: redeem a
+        // join token (checked by the handler).
+        Peer::Anonymous
+            if request.method() == Method::POST
+                && request.uri().path() == PATH_JOIN_TOKEN_REDEEM =>
+        {
+            format!("client:anonymous@{here}")
+        }
+        Peer::Anonymous => {
+            return ApiError::Unauthorized(
+                "a client certificate of this cluster is required (romanactl --cert/--key/--ca-cert, or --cluster-secret-file)".into(),
+            )
+            .into_response()
+        }
+        Peer::Certified(identity) => {
+            if node.is_revoked(&identity) {
+                return ApiError::Unauthorized(format!(
+                    "the certificate of {} {} is revoked",
+                    identity.role.as_str(),
+                    identity.name
+                ))
+                .into_response();
+            }
+            let path = request.uri().path();
+            if identity.role != Role::Node && is_member_route(path) {
+                return ApiError::Forbidden(format!("{path} is for members of the cluster"))
+                    .into_response();
+            }
+            if !identity.role.may_write() && !is_read(request.method(), path) {
+                return ApiError::Forbidden(format!(
+                    "{} {} may only read",
+                    identity.role.as_str(),
+                    identity.name
+                ))
+                .into_response();
+            }
+            match (identity.role, claimed) {
+                (Role::Node, Some(relayed))
+                    if !relayed.is_empty()
+                        && relayed.len() <= MAX_ACTOR_BYTES
+                        && relayed.chars().all(|c| c.is_ascii_graphic()) =>
+                {
+                    relayed
+                }
+                (Role::Node, _) => format!("node:{}", identity.name),
+                (role, _) => format!("client:{}:{}@{here}", role.as_str(), identity.name),
+            }
+        }
+    };
+    match HeaderValue::from_str(&actor) {
+        Ok(value) => {
+            request.headers_mut().insert(ACTOR_HEADER, value);
+        }
+        Err(_) => return ApiError::BadRequest("unprintable actor".into()).into_response(),
+    }
+    next.run(request).await
+}
+
+/// `(COMM)` of a local process, from the kernel, or nothing.
+fn process_name(pid: Option<i32>) -> String {
+    let Some(pid) = pid.filter(|pid| *pid > 0) else {
+        return String::new();
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => {
+            let comm: String = comm
+                .trim()
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(16)
+                .collect();
+            format!("({comm})")
+        }
+        Err(_) => String::new(),
+    }
 }
 
 fn api_routes(node: Node) -> Router {
@@ -139,21 +253,16 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
 }
 
-/// `client:WHO@NODE` for requests from outside the cluster.
-pub(crate) fn client_actor(node: &Node, listener: Listener, headers: &HeaderMap) -> String {
-    let who = headers
+/// The actor a request is recorded under, as [`authorize`] established it:
+/// `client:uid=UID(COMM)@NODE` on the unix socket,
+/// `client:ROLE:NAME@NODE` for an operator's certificate, `node:NAME` for a
+/// member, or the actor a member relayed.
+pub(crate) fn client_actor(node: &Node, _listener: Listener, headers: &HeaderMap) -> String {
+    headers
         .get(ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= MAX_ACTOR_NAME_BYTES
-                && v.chars().all(|c| c.is_ascii_graphic())
-        })
-        .unwrap_or(match listener {
-            Listener::Unix => "local",
-            Listener::Tcp => "remote",
-        });
-    format!("client:{who}@{}", node.config.name)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("client:unknown@{}", node.config.name))
 }
 
 /// A committed write as the API reports it: applied → 200, rejected → the

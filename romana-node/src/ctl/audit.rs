@@ -128,7 +128,7 @@ pub fn parse_time(text: &str) -> Result<u64, Error> {
         .unwrap_or(0))
 }
 
-fn format_time(ms: u64) -> String {
+pub fn format_time(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 

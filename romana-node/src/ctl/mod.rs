@@ -1,6 +1,8 @@
 //! `romanactl`: the operator CLI. Talks to one node's API, over the local
-//! unix socket by default or over TCP with `--server` (which needs the
-//! cluster secret). Tables for people, JSON (`-o json`) for scripts.
+//! unix socket by default or over TLS with `--server` (with an operator
+//! certificate, `--cert/--key/--ca-cert`, or the cluster secret, from which
+//! it derives an admin certificate in memory). Tables for people, JSON
+//! (`-o json`) for scripts.
 //!
 //! A client only: it speaks [`romana_api`]'s wire types through
 //! [`crate::http_client`] and imports nothing of the server.
@@ -9,6 +11,8 @@
 //! - [`audit`]: `romanactl audit`, online or from a data dir.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use raft_store::transport::ClusterSecret;
@@ -16,20 +20,23 @@ use serde::Serialize;
 
 use raft_store::entry::policy::Policy;
 use raft_store::state::Outcome;
-use romana_api::cluster::{MemberView, NodeView, NoteBody, ReadyView, StatusView};
+use romana_api::cluster::{
+    JoinTokenBody, JoinTokenView, MemberView, NodeView, NoteBody, ReadyView, StatusView,
+};
 use romana_api::ipam::{
     AddressView, AllocateBody, AllocationView, HostView, LayoutView, NameBody, ReleaseBody,
     SegmentView, TenantView,
 };
 use romana_api::paths::{
     DEFAULT_API_SOCKET, PATH_ADDRESSES, PATH_ALLOCATIONS, PATH_EXPLAIN, PATH_EXPLAIN_MATRIX,
-    PATH_HOSTS, PATH_LAYOUT, PATH_NODES, PATH_NOTES, PATH_POLICIES, PATH_READY, PATH_RELEASE,
-    PATH_STATUS, PATH_TENANTS,
+    PATH_HOSTS, PATH_JOIN_TOKENS, PATH_LAYOUT, PATH_NODES, PATH_NOTES, PATH_POLICIES, PATH_READY,
+    PATH_RELEASE, PATH_STATUS, PATH_TENANTS,
 };
 use romana_api::policy::{ExplainView, MatrixView};
 
 use crate::error::Error;
 use crate::http_client::{ApiClient, CallError, Endpoint};
+use crate::tls::{self, ClusterCa, Credentials};
 use audit::{records, AuditCommand, Source};
 
 pub mod audit;
@@ -65,15 +72,26 @@ fn policy_summary(policy: &serde_json::Value) -> (String, String, usize) {
 #[derive(Parser, Debug)]
 #[command(name = "romanactl", version, about = "Operate a Romana cluster")]
 pub struct Cli {
-    /// A node's TCP API, HOST:PORT (needs --cluster-secret-file).
+    /// A node's TCP API, HOST:PORT, over TLS (needs --cert, --key and
+    /// --ca-cert, or --cluster-secret-file).
     #[arg(long, global = true, conflicts_with = "socket")]
     pub server: Option<String>,
     /// The local node's unix socket.
     #[arg(long, global = true, default_value = DEFAULT_API_SOCKET)]
     pub socket: PathBuf,
-    /// File holding the cluster secret (for --server).
+    /// File holding the cluster secret (for --server: an admin certificate
+    /// is derived from it in memory; the secret is not sent).
     #[arg(long, global = true)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// An operator certificate (`romanactl cert create`), for --server.
+    #[arg(long, global = true, requires_all = ["key", "ca_cert"])]
+    pub cert: Option<PathBuf>,
+    /// The key of --cert.
+    #[arg(long, global = true, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// The cluster CA's certificate (DATA_DIR/tls/ca.crt on a node).
+    #[arg(long, global = true, requires = "cert")]
+    pub ca_cert: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -132,6 +150,17 @@ pub enum CtlCommand {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Join tokens for nodes that do not hold the cluster secret.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Operator certificates (made here, from the cluster CA's key: run on
+    /// a member, or where the cluster secret is).
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
     },
     /// The network's history, from the audit archive.
     Audit {
@@ -254,26 +283,151 @@ pub enum IpamCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Print a new single-use join token, the CA's hash, and the command a
+    /// new node joins with.
+    Create {
+        /// Lifetime (`30m`, `1h`; at most a day).
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertCommand {
+    /// Issue an operator certificate: writes NAME.crt, NAME.key (0600) and
+    /// ca.crt into --out-dir.
+    Create {
+        /// The operator's name (recorded as the actor of their writes).
+        #[arg(long)]
+        name: String,
+        /// `admin` (read and write) or `reader` (read only).
+        #[arg(long)]
+        role: tls::Role,
+        /// Lifetime.
+        #[arg(long, default_value = "90d")]
+        ttl: humantime::Duration,
+        /// Where to write the files.
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// The node data dir whose CA signs (DATA_DIR/tls/ca.key), unless
+        /// --cluster-secret-file is given.
+        #[arg(long, default_value = crate::config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+/// The TLS client configuration for `--server`.
+fn client_tls(cli: &Cli) -> Result<Option<Arc<rustls::ClientConfig>>, Error> {
+    if cli.server.is_none() {
+        return Ok(None);
+    }
+    let credentials = match (&cli.cert, &cli.key, &cli.ca_cert, &cli.cluster_secret_file) {
+        (Some(cert), Some(key), Some(ca), _) => {
+            Credentials::from_files(cert, key, ca).map_err(Error::Config)?
+        }
+        (None, _, _, Some(path)) => {
+            let secret = ClusterSecret::from_file(path).map_err(Error::Config)?;
+            let ca = ClusterCa::derive(&secret).map_err(Error::Config)?;
+            Credentials::issue(&ca, tls::Role::Admin, &operator_name(), Duration::from_secs(3600))
+                .map_err(Error::Config)?
+        }
+        _ => {
+            return Err(Error::Config(
+                "--server needs --cert, --key and --ca-cert (see `romanactl cert create`), or --cluster-secret-file".into(),
+            ))
+        }
+    };
+    credentials
+        .client_config(tls::no_revocations())
+        .map(Some)
+        .map_err(Error::Config)
+}
+
+/// `$USER`, as a certificate name (or `operator`).
+fn operator_name() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|user| tls::check_identity_name(user).is_ok())
+        .unwrap_or_else(|| "operator".into())
+}
+
+/// `romanactl cert create`: offline, from the CA key.
+fn create_cert(cli: &Cli, command: &CertCommand) -> Result<String, Error> {
+    let CertCommand::Create {
+        name,
+        role,
+        ttl,
+        out_dir,
+        data_dir,
+    } = command;
+    let ca = match &cli.cluster_secret_file {
+        Some(path) => {
+            let secret = ClusterSecret::from_file(path).map_err(Error::Config)?;
+            ClusterCa::derive(&secret).map_err(Error::Config)?
+        }
+        None => ClusterCa::load(&tls::tls_dir(data_dir)).map_err(|e| {
+            Error::Config(format!(
+                "{e} (run on a member, pass its --data-dir, or --cluster-secret-file)"
+            ))
+        })?,
+    };
+    let issued = ca
+        .issue(*role, name, (*ttl).into())
+        .map_err(Error::Config)?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", out_dir.display())))?;
+    let key_path = out_dir.join(format!("{name}.key"));
+    let cert_path = out_dir.join(format!("{name}.crt"));
+    let ca_path = out_dir.join("ca.crt");
+    tls::write_private(&key_path, &issued.key_pem).map_err(Error::Config)?;
+    tls::write_public(&cert_path, &issued.cert_pem).map_err(Error::Config)?;
+    tls::write_public(&ca_path, &ca.cert_pem()).map_err(Error::Config)?;
+    Ok(format!(
+        "issued a {} certificate for {name}, valid {}:\n  {}\n  {}\n  {}\nuse: romanactl --server HOST:9600 --cert {} --key {} --ca-cert {} status\n",
+        role.as_str(),
+        ttl,
+        cert_path.display(),
+        key_path.display(),
+        ca_path.display(),
+        cert_path.display(),
+        key_path.display(),
+        ca_path.display(),
+    ))
+}
+
 /// Runs one command; returns what to print on stdout.
 pub async fn execute(cli: Cli) -> Result<String, Error> {
-    let secret = match &cli.cluster_secret_file {
-        Some(path) => Some(ClusterSecret::from_file(path).map_err(Error::Config)?),
-        None => None,
-    };
+    if let CtlCommand::Cert { command } = &cli.command {
+        return create_cert(&cli, command);
+    }
     let endpoint = match &cli.server {
-        Some(server) => {
-            if secret.is_none() {
-                return Err(Error::Config("--server needs --cluster-secret-file".into()));
-            }
-            Endpoint::Tcp(server.clone())
-        }
+        Some(server) => Endpoint::Tcp(server.clone()),
         None => Endpoint::Unix(cli.socket.clone()),
     };
-    let mut client = ApiClient::new(endpoint, secret);
-    if let Ok(user) = std::env::var("USER") {
-        client = client.with_actor(&format!("romanactl:{user}"));
-    }
+    let client = ApiClient::new(endpoint, client_tls(&cli)?);
     match cli.command {
+        CtlCommand::Token {
+            command: TokenCommand::Create { ttl },
+        } => {
+            let ttl: Duration = ttl.into();
+            let body = JoinTokenBody {
+                ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            };
+            let view: JoinTokenView = client.post(PATH_JOIN_TOKENS, &body).await.map_err(api)?;
+            render(cli.output, &view, |view| {
+                format!(
+                    "token:         {}\nca-cert-hash:  {}\nexpires:       {}\njoin with:     romana-node run --join MEMBER:9600 --join-token {} --ca-cert-hash {} ...\n",
+                    view.token,
+                    view.ca_cert_hash,
+                    audit::format_time(view.expires_at_ms),
+                    view.token,
+                    view.ca_cert_hash
+                )
+            })
+        }
+        CtlCommand::Cert { .. } => unreachable!("handled above"),
         CtlCommand::Status => {
             let status: StatusView = client.get(PATH_STATUS).await.map_err(api)?;
             render(cli.output, &status, status_table)

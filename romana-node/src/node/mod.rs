@@ -4,7 +4,8 @@
 //! - this file: [`Node`] (what the API handlers and background tasks
 //!   share), start-up ([`open`], then [`start_up`]: resume a log, join
 //!   through `--join`, or initialise a new cluster), the data dir, the node
-//!   id and the cluster secret, audit retention.
+//!   id, the node's TLS credentials (from the cluster secret, the CA in its
+//!   data dir, or a join token), audit retention.
 //! - [`write`]: [`Node::propose`] → leader (here via [`batcher`], or
 //!   forwarded) → committed → applied here (read-your-writes).
 //! - [`batcher`]: gathers requests that reach the leader together into one
@@ -13,6 +14,7 @@
 //!   that promotes caught-up learners.
 
 pub mod batcher;
+pub mod join;
 pub mod membership;
 pub mod write;
 
@@ -32,11 +34,13 @@ use raft_store::transport::{ClusterSecret, PeerNetwork};
 use raft_store::{NodeId, NodeInfo, Raft};
 use romana_api::cluster::JoinRequest;
 use romana_api::paths::PATH_JOIN;
+use rustls::{ClientConfig, ServerConfig};
 use tokio::sync::watch;
 
 use crate::config::{generated_secret_path, NodeConfig};
 use crate::error::{Context, Error};
 use crate::http_client::{ApiClient, CallError, Endpoint};
+use crate::tls::{self, ClusterCa, Credentials, Identity, Revocations, TlsConnector};
 
 use batcher::Batcher;
 
@@ -61,7 +65,8 @@ pub struct NodeInner {
     pub raft: Raft,
     /// The projection, read by the API.
     pub shared: SharedState,
-    pub secret: ClusterSecret,
+    /// This node's certificate and the TLS configurations built on it.
+    pub tls: NodeTls,
     /// Pooled client for calls to other members (forwarded writes).
     pub peers: ApiClient,
     /// Gathers requests into log entries while this node leads.
@@ -77,6 +82,15 @@ pub struct NodeInner {
     /// `status`: hashing walks the whole state, so it is done once per
     /// applied index, off the async workers.
     pub state_hash: std::sync::Mutex<Option<(u64, String)>>,
+}
+
+/// A node's TLS: the CA (every member holds it), its own certificate, the
+/// configurations of its listener and of its clients.
+pub struct NodeTls {
+    pub ca: ClusterCa,
+    pub credentials: Credentials,
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
 }
 
 impl std::ops::Deref for Node {
@@ -142,6 +156,11 @@ fn new_node_id() -> NodeId {
 }
 
 impl Node {
+    /// Whether the replicated state revoked `identity`'s certificate.
+    pub fn is_revoked(&self, identity: &Identity) -> bool {
+        is_revoked(&self.shared, identity)
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
@@ -239,8 +258,8 @@ pub async fn open(
     } else {
         StartMode::Initialise
     };
-    let secret = load_secret(&config, mode)?;
     let shared = state_machine.shared();
+    let tls = load_tls(&config, mode, &shared).await?;
 
     let raft_config = openraft::Config {
         cluster_name: "romana".into(),
@@ -259,7 +278,7 @@ pub async fn open(
     let raft = Raft::new(
         node_id,
         Arc::new(raft_config),
-        PeerNetwork::new(node_id, secret.clone()),
+        PeerNetwork::with_connector(node_id, TlsConnector::new(tls.client.clone()), "https"),
         log_store,
         state_machine,
     )
@@ -279,13 +298,13 @@ pub async fn open(
             state_hash: std::sync::Mutex::new(None),
             peers: ApiClient::new(
                 Endpoint::Tcp(config.advertise.clone()),
-                Some(secret.clone()),
+                Some(tls.client.clone()),
             ),
             config,
             node_id,
             raft,
             shared,
-            secret,
+            tls,
         }),
     };
     tracing::info!(
@@ -395,23 +414,93 @@ fn load_or_create_node_id(backend: &SledBackend) -> Result<NodeId, Error> {
     Ok(node_id)
 }
 
-fn load_secret(config: &NodeConfig, mode: StartMode) -> Result<ClusterSecret, Error> {
+/// Whether the projection revokes `identity` (only node certificates are
+/// revoked, by the node's removal).
+fn is_revoked(shared: &SharedState, identity: &Identity) -> bool {
+    identity.role == tls::Role::Node
+        && shared
+            .read()
+            .state
+            .is_certificate_revoked(&identity.name, identity.issued_at_ms)
+}
+
+/// The cluster secret, if this node has one: `--cluster-secret-file`, or
+/// the one Kubernetes' bootstrap (or a release before TLS) wrote into the
+/// data dir.
+pub fn load_secret(config: &NodeConfig) -> Result<Option<ClusterSecret>, Error> {
     if let Some(path) = &config.cluster_secret_file {
-        return ClusterSecret::from_file(path).map_err(Error::Config);
+        return ClusterSecret::from_file(path)
+            .map(Some)
+            .map_err(Error::Config);
     }
     let generated = generated_secret_path(&config.data_dir);
     if generated.exists() {
-        return ClusterSecret::from_file(&generated).map_err(Error::Config);
+        return ClusterSecret::from_file(&generated)
+            .map(Some)
+            .map_err(Error::Config);
     }
-    if mode != StartMode::Initialise {
-        return Err(Error::Config(
-            "no cluster secret: pass --cluster-secret-file (a copy of DATA_DIR/cluster-secret from the node that created the cluster)".into(),
-        ));
+    Ok(None)
+}
+
+/// The cluster's CA as this node holds it: derived from the cluster secret,
+/// read from `DATA_DIR/tls`, received by redeeming a join token, or (a new
+/// cluster without a secret) generated.
+async fn load_ca(config: &NodeConfig, mode: StartMode) -> Result<ClusterCa, Error> {
+    if let Some(secret) = load_secret(config)? {
+        return ClusterCa::derive(&secret).map_err(Error::Config);
     }
-    let text = new_cluster_secret();
-    write_generated_secret(&config.data_dir, &text)?;
-    tracing::info!(path = %generated.display(), "generated a cluster secret; give a copy to joining nodes with --cluster-secret-file");
-    ClusterSecret::new(&text).map_err(Error::Config)
+    let dir = tls::tls_dir(&config.data_dir);
+    if dir.join("ca.key").exists() {
+        return ClusterCa::load(&dir).map_err(Error::Config);
+    }
+    match (mode, &config.join_token) {
+        (StartMode::Initialise, _) => {
+            let ca = ClusterCa::generate().map_err(Error::Config)?;
+            std::fs::create_dir_all(&dir).context(format!("cannot create {}", dir.display()))?;
+            ca.save(&dir).map_err(Error::Config)?;
+            tracing::info!(
+                ca_cert_hash = %ca.hash(),
+                "generated the cluster CA; admit nodes with `romanactl token create`"
+            );
+            Ok(ca)
+        }
+        (StartMode::Join, Some(token)) => {
+            let ca = join::redeem_token(config, token).await?;
+            std::fs::create_dir_all(&dir).context(format!("cannot create {}", dir.display()))?;
+            ca.save(&dir).map_err(Error::Config)?;
+            Ok(ca)
+        }
+        _ => Err(Error::Config(
+            "no cluster credentials: pass --cluster-secret-file, or --join-token with --ca-cert-hash (`romanactl token create` on a member prints both)".into(),
+        )),
+    }
+}
+
+async fn load_tls(
+    config: &NodeConfig,
+    mode: StartMode,
+    shared: &SharedState,
+) -> Result<NodeTls, Error> {
+    let ca = load_ca(config, mode).await?;
+    let dir = tls::tls_dir(&config.data_dir);
+    let credentials = tls::node_credentials(&ca, &dir, &config.name).map_err(Error::Config)?;
+    let revocations = {
+        let shared = shared.clone();
+        Revocations::new(move |identity| is_revoked(&shared, identity))
+    };
+    let server = credentials
+        .server_config(revocations.clone())
+        .map_err(Error::Config)?;
+    let client = credentials
+        .client_config(revocations)
+        .map_err(Error::Config)?;
+    tracing::info!(ca_cert_hash = %ca.hash(), "TLS credentials ready");
+    Ok(NodeTls {
+        ca,
+        credentials,
+        server,
+        client,
+    })
 }
 
 async fn initialise(node: &Node) -> Result<(), Error> {

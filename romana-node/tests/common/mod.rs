@@ -12,8 +12,10 @@ use raft_store::transport::ClusterSecret;
 use romana_api::cluster::{NoteBody, StatusView, WriteResult};
 use romana_api::paths::{PATH_NOTES, PATH_STATUS};
 use romana_node::http_client::{ApiClient, CallError, Endpoint};
+use romana_node::tls::{secret_client_config, Role};
 pub use romana_testkit::free_port;
 use romana_testkit::ChildGuard;
+use rustls_pki_types::pem::PemObject;
 
 pub const NODE_BINARY: &str = env!("CARGO_BIN_EXE_romana-node");
 pub const CTL_BINARY: &str = env!("CARGO_BIN_EXE_romanactl");
@@ -32,7 +34,9 @@ pub struct TestNode {
     pub log: PathBuf,
     pub extra_args: Vec<String>,
     pub join: Option<String>,
-    secret_file: PathBuf,
+    /// `--cluster-secret-file` (none: the node uses a CA in its data dir
+    /// or a join token).
+    pub secret_file: Option<PathBuf>,
     process: Option<ChildGuard>,
 }
 
@@ -57,9 +61,11 @@ impl TestNode {
             self.address(),
             "--api-socket".into(),
             self.socket.display().to_string(),
-            "--cluster-secret-file".into(),
-            self.secret_file.display().to_string(),
         ];
+        if let Some(secret_file) = &self.secret_file {
+            args.push("--cluster-secret-file".into());
+            args.push(secret_file.display().to_string());
+        }
         if let Some(join) = &self.join {
             args.push("--join".into());
             args.push(join.clone());
@@ -119,11 +125,25 @@ impl TestNode {
             .with_timeout(Duration::from_secs(20))
     }
 
-    /// API client over TCP with the cluster secret.
+    /// API client over TLS with an admin certificate of the cluster's CA
+    /// (derived from the cluster secret, as `romanactl` does).
     pub fn tcp_client(&self) -> ApiClient {
+        self.tcp_client_as(Role::Admin, "test")
+    }
+
+    /// API client over TLS with a certificate for `role` and `name`.
+    pub fn tcp_client_as(&self, role: Role, name: &str) -> ApiClient {
         let secret = ClusterSecret::new(SECRET).expect("valid secret");
-        ApiClient::new(Endpoint::Tcp(self.address()), Some(secret))
+        let tls = secret_client_config(&secret, role, name).expect("client certificate");
+        ApiClient::new(Endpoint::Tcp(self.address()), Some(tls))
             .with_timeout(Duration::from_secs(20))
+    }
+
+    /// The cluster CA's hash, from the certificate the node wrote.
+    pub fn ca_cert_hash(&self) -> String {
+        let pem = std::fs::read(self.data_dir.join("tls/ca.crt")).expect("the node wrote ca.crt");
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("a certificate");
+        romana_node::tls::ca_hash(&der).expect("hash")
     }
 
     pub async fn status(&self) -> Result<StatusView, CallError> {
@@ -189,7 +209,7 @@ impl TestCluster {
             port: free_port(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             join,
-            secret_file: self.secret_file.clone(),
+            secret_file: Some(self.secret_file.clone()),
             process: None,
             name,
         });

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use openraft::{Config, SnapshotPolicy};
 use raft_store::state::AppliedRequest;
 use raft_store::store::{open_stores_with, MemoryBackend, SharedState};
-use raft_store::transport::{raft_routes, ClusterSecret, PeerNetwork};
+use raft_store::transport::{raft_routes, PeerNetwork};
 use raft_store::{LogPayload, NodeId, NodeInfo, Raft};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -134,10 +134,6 @@ pub(crate) fn raft_config() -> Arc<Config> {
     )
 }
 
-fn secret() -> ClusterSecret {
-    ClusterSecret::new("simulation-cluster-secret").expect("a valid secret")
-}
-
 /// The future of node `index`'s host: open its durable store, start Raft
 /// (node 1 initialises the cluster on its first start), serve peers.
 pub(crate) async fn node_host(
@@ -155,7 +151,7 @@ pub(crate) async fn node_host(
     let (log, state_machine) =
         open_stores_with(backend, Applier::default()).map_err(|e| e.to_string())?;
     let shared = state_machine.shared();
-    let network = PeerNetwork::with_connector(node_id, secret(), net::SimConnector);
+    let network = PeerNetwork::with_connector(node_id, net::SimConnector, "http");
     let raft = Raft::new(node_id, raft_config(), network, log, state_machine)
         .await
         .map_err(|e| e.to_string())?;
@@ -181,11 +177,7 @@ pub(crate) async fn node_host(
         raft.initialize(members).await.map_err(|e| e.to_string())?;
     }
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", RAFT_PORT)).await?;
-    axum::serve(
-        net::SimListener(listener),
-        raft_routes(raft, secret(), node_id),
-    )
-    .await?;
+    axum::serve(net::SimListener(listener), raft_routes(raft, node_id)).await?;
     Ok(())
 }
 

@@ -698,6 +698,9 @@ impl Cluster {
     ) -> Result<Self, Error> {
         let dir = work.join(format!("cluster-{size}"));
         std::fs::create_dir(&dir).context(format!("cannot create {}", dir.display()))?;
+        let tls =
+            romana_node::tls::secret_client_config(secret, romana_node::tls::Role::Admin, "bench")
+                .map_err(Error::Config)?;
         let addresses = free_addresses(size)?;
         let first = addresses[0].clone();
         progress(format_args!(
@@ -706,7 +709,7 @@ impl Cluster {
         ));
         let mut cluster = Cluster {
             nodes: Vec::with_capacity(size),
-            writer: ApiClient::new(Endpoint::Tcp(first.clone()), Some(secret.clone())),
+            writer: ApiClient::new(Endpoint::Tcp(first.clone()), Some(tls.clone())),
             hosts: Vec::new(),
         };
         cluster.nodes.push(NodeProcess::spawn(
@@ -718,7 +721,7 @@ impl Cluster {
             size,
             secret_file,
         )?);
-        let watcher = ApiClient::new(Endpoint::Tcp(first.clone()), Some(secret.clone()))
+        let watcher = ApiClient::new(Endpoint::Tcp(first.clone()), Some(tls.clone()))
             .with_timeout(STATUS_CALL_TIMEOUT);
         // Joins are only tried once a second; starting them after node 1
         // leads an initialised cluster saves a retry.
@@ -780,9 +783,8 @@ impl Cluster {
             .and_then(|leader| status.members.iter().find(|m| m.name == leader))
             .map(|m| m.address.clone())
             .ok_or_else(|| Error::Api("the leader is not among the members".into()))?;
-        cluster.writer = ApiClient::new(Endpoint::Tcp(leader), Some(secret.clone()))
-            .with_timeout(WRITE_CALL_TIMEOUT)
-            .with_actor("bench");
+        cluster.writer = ApiClient::new(Endpoint::Tcp(leader), Some(tls.clone()))
+            .with_timeout(WRITE_CALL_TIMEOUT);
         // One write before measuring: a broken write path fails here with
         // its own message instead of as a column of errors.
         cluster
