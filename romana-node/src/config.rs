@@ -60,6 +60,12 @@ pub struct RunArgs {
     /// the joiner trusts only a member that proves it holds this CA.
     #[arg(long)]
     pub ca_cert_hash: Option<String>,
+    /// Benchmarks only: plain HTTP between peers, no authentication on TCP.
+    /// Accepted only with a loopback --listen and --advertise (`romana-node
+    /// bench` measures what TLS costs with it).
+    #[arg(long)]
+    #[serde(default)]
+    pub insecure_plaintext: bool,
     /// Unix socket for the CNI plugin and local tools, mode 0600
     /// [default: /run/romana/romana.sock].
     #[arg(long)]
@@ -192,6 +198,8 @@ pub struct NodeConfig {
     pub join: Vec<String>,
     /// A join token and the CA hash it is redeemed against.
     pub join_token: Option<crate::tls::JoinToken>,
+    /// Plain HTTP between peers (loopback benchmarks only).
+    pub insecure_plaintext: bool,
     pub api_socket: PathBuf,
     pub cluster_secret_file: Option<PathBuf>,
     pub voters: u8,
@@ -309,6 +317,17 @@ impl RunArgs {
             }
             (None, _) => None,
         };
+        let insecure_plaintext = self.insecure_plaintext || file.insecure_plaintext;
+        if insecure_plaintext {
+            let advertise_ip = advertise
+                .rsplit_once(':')
+                .and_then(|(host, _)| host.parse::<IpAddr>().ok());
+            if !listen.ip().is_loopback() || !advertise_ip.is_some_and(|ip| ip.is_loopback()) {
+                return Err(Error::Config(
+                    "--insecure-plaintext needs a loopback --listen and --advertise: it is for benchmarks on one machine".into(),
+                ));
+            }
+        }
         let voters = self.voters.or(file.voters).unwrap_or(DEFAULT_VOTERS);
         if voters == 0 || voters > MAX_VOTERS_TARGET || voters.is_multiple_of(2) {
             return Err(Error::Config(format!(
@@ -401,6 +420,7 @@ impl RunArgs {
             advertise,
             join,
             join_token,
+            insecure_plaintext,
             api_socket: self
                 .api_socket
                 .or(file.api_socket)

@@ -48,16 +48,27 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let tcp_router = api::tcp_router(node.clone(), kubernetes.clone());
     let unix_router = api::unix_router(node.clone(), kubernetes.clone());
-    let tls = server::TlsHandshake {
-        acceptor: tokio_rustls::TlsAcceptor::from(node.tls.server.clone()),
+    let tcp_server = if node.config.insecure_plaintext {
+        tracing::warn!("--insecure-plaintext: peers speak plain HTTP, unauthenticated");
+        tokio::spawn(server::serve(
+            tcp,
+            tcp_router,
+            server::TCP_LIMITS,
+            server::PlainHandshake,
+            stop_rx.clone(),
+        ))
+    } else {
+        let tls = server::TlsHandshake {
+            acceptor: tokio_rustls::TlsAcceptor::from(node.tls.server.clone()),
+        };
+        tokio::spawn(server::serve(
+            tcp,
+            tcp_router,
+            server::TCP_LIMITS,
+            tls,
+            stop_rx.clone(),
+        ))
     };
-    let tcp_server = tokio::spawn(server::serve(
-        tcp,
-        tcp_router,
-        server::TCP_LIMITS,
-        tls,
-        stop_rx.clone(),
-    ));
     let unix_server = tokio::spawn(server::serve(
         unix,
         unix_router,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{header, Method, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use raft_store::transport::client::POOL_IDLE_TIMEOUT;
@@ -59,10 +60,18 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct ApiClient {
     endpoint: Endpoint,
-    /// TLS to nodes' TCP listeners (none: TCP endpoints are refused).
-    tcp: Option<Client<TlsConnector, Full<Bytes>>>,
+    /// How TCP endpoints are reached (none: they are refused).
+    tcp: Option<TcpClient>,
     timeout: Duration,
     actor: Option<String>,
+}
+
+/// A pooled HTTP client for nodes' TCP listeners.
+#[derive(Clone)]
+enum TcpClient {
+    Tls(Client<TlsConnector, Full<Bytes>>),
+    /// Nodes run with `--insecure-plaintext` (loopback benchmarks).
+    Plain(Client<HttpConnector, Full<Bytes>>),
 }
 
 /// Default deadline of one API call. Writes wait for a commit, which the
@@ -73,14 +82,33 @@ impl ApiClient {
     /// A client of `endpoint`; `tls` is needed for TCP endpoints.
     pub fn new(endpoint: Endpoint, tls: Option<Arc<ClientConfig>>) -> Self {
         let tcp = tls.map(|config| {
-            Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(64)
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .build(TlsConnector::new(config))
+            TcpClient::Tls(
+                Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(64)
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                    .build(TlsConnector::new(config)),
+            )
         });
         Self {
             endpoint,
             tcp,
+            timeout: DEFAULT_CALL_TIMEOUT,
+            actor: None,
+        }
+    }
+
+    /// A client speaking plain HTTP to nodes run with
+    /// `--insecure-plaintext` (the benchmark's comparison).
+    pub fn plaintext(endpoint: Endpoint) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Self {
+            endpoint,
+            tcp: Some(TcpClient::Plain(client)),
             timeout: DEFAULT_CALL_TIMEOUT,
             actor: None,
         }
@@ -173,9 +201,9 @@ impl ApiClient {
             .method(method)
             .uri(format!(
                 "{}://{authority}{path}",
-                match self.endpoint {
-                    Endpoint::Tcp(_) => "https",
-                    Endpoint::Unix(_) => "http",
+                match (&self.endpoint, &self.tcp) {
+                    (Endpoint::Tcp(_), Some(TcpClient::Tls(_))) => "https",
+                    _ => "http",
                 }
             ))
             .header(header::CONTENT_TYPE, content_type)
@@ -195,12 +223,14 @@ impl ApiClient {
                             reason: "no TLS credentials for a TCP endpoint".into(),
                         });
                     };
-                    tcp.request(request)
-                        .await
-                        .map_err(|e| CallError::Unreachable {
-                            endpoint: self.endpoint.to_string(),
-                            reason: error_chain(&e),
-                        })?
+                    let sent = match tcp {
+                        TcpClient::Tls(client) => client.request(request).await,
+                        TcpClient::Plain(client) => client.request(request).await,
+                    };
+                    sent.map_err(|e| CallError::Unreachable {
+                        endpoint: self.endpoint.to_string(),
+                        reason: error_chain(&e),
+                    })?
                 }
                 Endpoint::Unix(path) => {
                     send_unix(path, request)

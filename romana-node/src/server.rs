@@ -38,6 +38,9 @@ pub enum Peer {
     Certified(Identity),
     /// A TLS client without a certificate.
     Anonymous,
+    /// A plain-TCP client of a node run with `--insecure-plaintext`
+    /// (loopback benchmarks): trusted as a member.
+    Plaintext,
 }
 
 /// What a listener does with a new connection before HTTP: the stream to
@@ -70,6 +73,19 @@ impl Handshake<tokio::net::TcpStream> for TlsHandshake {
             _ => Peer::Anonymous,
         };
         Ok((stream, peer))
+    }
+}
+
+/// Plain TCP, for `--insecure-plaintext` (loopback benchmarks only).
+#[derive(Clone)]
+pub struct PlainHandshake;
+
+impl Handshake<tokio::net::TcpStream> for PlainHandshake {
+    type Stream = tokio::net::TcpStream;
+
+    async fn establish(&self, io: tokio::net::TcpStream) -> Result<(Self::Stream, Peer), String> {
+        let _ = io.set_nodelay(true);
+        Ok((io, Peer::Plaintext))
     }
 }
 

@@ -116,6 +116,10 @@ async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -
         .and_then(|v| v.to_str().ok().map(str::to_string));
     let here = &node.config.name;
     let actor = match peer {
+        Peer::Plaintext => match claimed {
+            Some(relayed) if is_printable_actor(&relayed) => relayed,
+            _ => format!("client:plaintext@{here}"),
+        },
         Peer::Local { uid, pid } => format!("client:uid={uid}{}@{here}", process_name(pid)),
         // The one thing a client without a certificate may do: redeem a
         // join token (checked by the handler).
@@ -154,13 +158,7 @@ async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -
                 .into_response();
             }
             match (identity.role, claimed) {
-                (Role::Node, Some(relayed))
-                    if !relayed.is_empty()
-                        && relayed.len() <= MAX_ACTOR_BYTES
-                        && relayed.chars().all(|c| c.is_ascii_graphic()) =>
-                {
-                    relayed
-                }
+                (Role::Node, Some(relayed)) if is_printable_actor(&relayed) => relayed,
                 (Role::Node, _) => format!("node:{}", identity.name),
                 (role, _) => format!("client:{}:{}@{here}", role.as_str(), identity.name),
             }
@@ -173,6 +171,13 @@ async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -
         Err(_) => return ApiError::BadRequest("unprintable actor".into()).into_response(),
     }
     next.run(request).await
+}
+
+/// A relayed actor the log can take.
+fn is_printable_actor(actor: &str) -> bool {
+    !actor.is_empty()
+        && actor.len() <= MAX_ACTOR_BYTES
+        && actor.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// `(COMM)` of a local process, from the kernel, or nothing.

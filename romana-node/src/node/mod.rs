@@ -275,15 +275,35 @@ pub async fn open(
     }
     .validate()
     .map_err(|e| Error::Config(format!("raft configuration: {e}")))?;
-    let raft = Raft::new(
-        node_id,
-        Arc::new(raft_config),
-        PeerNetwork::with_connector(node_id, TlsConnector::new(tls.client.clone()), "https"),
-        log_store,
-        state_machine,
-    )
-    .await
+    let raft_config = Arc::new(raft_config);
+    let raft = if config.insecure_plaintext {
+        Raft::new(
+            node_id,
+            raft_config,
+            PeerNetwork::new(node_id),
+            log_store,
+            state_machine,
+        )
+        .await
+    } else {
+        Raft::new(
+            node_id,
+            raft_config,
+            PeerNetwork::with_connector(node_id, TlsConnector::new(tls.client.clone()), "https"),
+            log_store,
+            state_machine,
+        )
+        .await
+    }
     .map_err(|e| Error::Raft(e.to_string()))?;
+    let peers = if config.insecure_plaintext {
+        ApiClient::plaintext(Endpoint::Tcp(config.advertise.clone()))
+    } else {
+        ApiClient::new(
+            Endpoint::Tcp(config.advertise.clone()),
+            Some(tls.client.clone()),
+        )
+    };
 
     let batcher = Batcher::start(
         raft.clone(),
@@ -296,10 +316,7 @@ pub async fn open(
             backend: archive_backend,
             firewall_ready: Arc::new(AtomicBool::new(!config.firewall)),
             state_hash: std::sync::Mutex::new(None),
-            peers: ApiClient::new(
-                Endpoint::Tcp(config.advertise.clone()),
-                Some(tls.client.clone()),
-            ),
+            peers,
             config,
             node_id,
             raft,

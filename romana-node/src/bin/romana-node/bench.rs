@@ -155,6 +155,9 @@ pub struct BenchArgs {
     /// the disk to measure [default: the system temp dir].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Rounds of the TLS-versus-plaintext comparison (0: skip it).
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=20))]
+    pub tls_rounds: usize,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -208,7 +211,15 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
 
     let mut rows = vec![raw_row];
     for nodes in [1, TARGET_NODES] {
-        let mut cluster = Cluster::start(&exe, work.path(), nodes, &secret_file, &secret).await?;
+        let mut cluster = Cluster::start(
+            &exe,
+            work.path(),
+            nodes,
+            &secret_file,
+            &secret,
+            Transport::Tls,
+        )
+        .await?;
         let ipam = if nodes == IPAM_NODES {
             Some(cluster.prepare_ipam(args.clients.len()).await?)
         } else {
@@ -248,9 +259,93 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         drop(cluster);
     }
 
+    if args.tls_rounds > 0 {
+        rows.extend(
+            compare_transports(args, &exe, work.path(), &secret_file, &secret, raw_rate).await?,
+        );
+    }
+
     work.close()
         .context("cannot remove the benchmark's work directory")?;
     Ok(Report::new(args.duration_s, rows))
+}
+
+/// How the bench's nodes talk to each other and to the bench's clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Transport {
+    /// Mutual TLS, as always outside this comparison.
+    Tls,
+    /// `--insecure-plaintext`: what TLS is compared with.
+    Plaintext,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tls => "tls",
+            Transport::Plaintext => "plaintext",
+        }
+    }
+}
+
+/// What TLS costs: a TLS and a plaintext cluster of [`TARGET_NODES`], both
+/// up, driven in turn by [`TARGET_CLIENTS`] note writers for
+/// `--tls-rounds` rounds each, alternating which goes first (so neither
+/// always runs on the fresher machine). The idle cluster only heartbeats.
+async fn compare_transports(
+    args: &BenchArgs,
+    exe: &Path,
+    work: &Path,
+    secret_file: &Path,
+    secret: &ClusterSecret,
+    raw_rate: f64,
+) -> Result<Vec<Row>, Error> {
+    let duration = Duration::from_secs(args.duration_s);
+    let mut tls =
+        Cluster::start(exe, work, TARGET_NODES, secret_file, secret, Transport::Tls).await?;
+    let mut plain = Cluster::start(
+        exe,
+        work,
+        TARGET_NODES,
+        secret_file,
+        secret,
+        Transport::Plaintext,
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for round in 0..args.tls_rounds {
+        let mut order = [
+            (Transport::Tls, &mut tls),
+            (Transport::Plaintext, &mut plain),
+        ];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (transport, cluster) in order {
+            cluster.check_running()?;
+            progress(format_args!(
+                "{TARGET_NODES} nodes over {}, round {} of {}, {TARGET_CLIENTS} clients for {} s",
+                transport.name(),
+                round + 1,
+                args.tls_rounds,
+                args.duration_s
+            ));
+            let measured =
+                drive(&cluster.writer, TARGET_CLIENTS, duration, &Workload::Notes).await?;
+            rows.push(Row::new(
+                Setup::Transport {
+                    nodes: TARGET_NODES,
+                    transport,
+                    round: round + 1,
+                },
+                TARGET_CLIENTS,
+                measured,
+                Some(raw_rate),
+            ));
+        }
+    }
+    Ok(rows)
 }
 
 /// Progress goes to stderr so that stdout holds only the report.
@@ -595,6 +690,7 @@ impl NodeProcess {
         join: Option<&str>,
         voters: usize,
         secret_file: &Path,
+        transport: Transport,
     ) -> Result<Self, Error> {
         let data_dir = dir.join(name);
         let api_socket = data_dir.join("api.sock");
@@ -635,6 +731,9 @@ impl NodeProcess {
             .arg(BENCH_ENDPOINT_BITS.to_string());
         if let Some(member) = join {
             command.arg("--join").arg(member);
+        }
+        if transport == Transport::Plaintext {
+            command.arg("--insecure-plaintext");
         }
         command.env("RUST_LOG", "warn");
         let process = romana_testkit::ChildGuard::spawn(command, &log)
@@ -695,12 +794,17 @@ impl Cluster {
         size: usize,
         secret_file: &Path,
         secret: &ClusterSecret,
+        transport: Transport,
     ) -> Result<Self, Error> {
-        let dir = work.join(format!("cluster-{size}"));
+        let dir = work.join(format!("cluster-{size}-{}", transport.name()));
         std::fs::create_dir(&dir).context(format!("cannot create {}", dir.display()))?;
         let tls =
             romana_node::tls::secret_client_config(secret, romana_node::tls::Role::Admin, "bench")
                 .map_err(Error::Config)?;
+        let client = |address: String| match transport {
+            Transport::Tls => ApiClient::new(Endpoint::Tcp(address), Some(tls.clone())),
+            Transport::Plaintext => ApiClient::plaintext(Endpoint::Tcp(address)),
+        };
         let addresses = free_addresses(size)?;
         let first = addresses[0].clone();
         progress(format_args!(
@@ -709,7 +813,7 @@ impl Cluster {
         ));
         let mut cluster = Cluster {
             nodes: Vec::with_capacity(size),
-            writer: ApiClient::new(Endpoint::Tcp(first.clone()), Some(tls.clone())),
+            writer: client(first.clone()),
             hosts: Vec::new(),
         };
         cluster.nodes.push(NodeProcess::spawn(
@@ -720,9 +824,9 @@ impl Cluster {
             None,
             size,
             secret_file,
+            transport,
         )?);
-        let watcher = ApiClient::new(Endpoint::Tcp(first.clone()), Some(tls.clone()))
-            .with_timeout(STATUS_CALL_TIMEOUT);
+        let watcher = client(first.clone()).with_timeout(STATUS_CALL_TIMEOUT);
         // Joins are only tried once a second; starting them after node 1
         // leads an initialised cluster saves a retry.
         cluster
@@ -745,6 +849,7 @@ impl Cluster {
                 Some(&first),
                 size,
                 secret_file,
+                transport,
             )?);
         }
         let status = cluster
@@ -783,8 +888,7 @@ impl Cluster {
             .and_then(|leader| status.members.iter().find(|m| m.name == leader))
             .map(|m| m.address.clone())
             .ok_or_else(|| Error::Api("the leader is not among the members".into()))?;
-        cluster.writer = ApiClient::new(Endpoint::Tcp(leader), Some(tls.clone()))
-            .with_timeout(WRITE_CALL_TIMEOUT);
+        cluster.writer = client(leader).with_timeout(WRITE_CALL_TIMEOUT);
         // One write before measuring: a broken write path fails here with
         // its own message instead of as a column of errors.
         cluster
@@ -943,6 +1047,12 @@ enum Setup {
     Allocations {
         nodes: usize,
     },
+    /// Note writes in one round of the TLS-versus-plaintext comparison.
+    Transport {
+        nodes: usize,
+        transport: Transport,
+        round: usize,
+    },
 }
 
 impl std::fmt::Display for Setup {
@@ -953,6 +1063,11 @@ impl std::fmt::Display for Setup {
             Setup::Cluster { nodes } => write!(f, "{nodes} nodes"),
             Setup::Allocations { nodes: 1 } => f.write_str("1 node, IPAM"),
             Setup::Allocations { nodes } => write!(f, "{nodes} nodes, IPAM"),
+            Setup::Transport {
+                nodes,
+                transport,
+                round,
+            } => write!(f, "{nodes} nodes, {}, round {round}", transport.name()),
         }
     }
 }
@@ -1105,6 +1220,60 @@ struct IpamTarget {
     met: Option<bool>,
 }
 
+/// Most throughput TLS may cost against plaintext (0.1 = 10 %).
+const TARGET_TLS_MAX_LOSS: f64 = 0.10;
+
+/// TLS against plaintext, over every round of the comparison.
+#[derive(Serialize, Debug)]
+struct TransportComparison {
+    rounds: usize,
+    tls_per_s: f64,
+    plaintext_per_s: f64,
+    /// `tls_per_s / plaintext_per_s`.
+    ratio: f64,
+    tls_p99_ms_worst: Option<f64>,
+    plaintext_p99_ms_worst: Option<f64>,
+    errors: u64,
+    max_loss: f64,
+    met: bool,
+}
+
+impl TransportComparison {
+    fn from_rows(rows: &[Row]) -> Option<Self> {
+        let of = |wanted: Transport| {
+            let rows: Vec<&Row> = rows
+                .iter()
+                .filter(|row| matches!(row.setup, Setup::Transport { transport, .. } if transport == wanted))
+                .collect();
+            let ops: u64 = rows.iter().map(|row| row.ops).sum();
+            let elapsed: f64 = rows.iter().map(|row| row.elapsed_s).sum();
+            let worst_p99 = rows.iter().filter_map(|row| row.p99_ms).reduce(f64::max);
+            let errors: u64 = rows.iter().map(|row| row.errors).sum();
+            (
+                rows.len(),
+                (elapsed > 0.0).then(|| ops as f64 / elapsed),
+                worst_p99,
+                errors,
+            )
+        };
+        let (rounds, tls, tls_p99, tls_errors) = of(Transport::Tls);
+        let (_, plain, plain_p99, plain_errors) = of(Transport::Plaintext);
+        let (tls, plain) = (tls?, plain?);
+        let ratio = if plain > 0.0 { tls / plain } else { 0.0 };
+        Some(Self {
+            rounds,
+            tls_per_s: tls,
+            plaintext_per_s: plain,
+            ratio,
+            tls_p99_ms_worst: tls_p99,
+            plaintext_p99_ms_worst: plain_p99,
+            errors: tls_errors + plain_errors,
+            max_loss: TARGET_TLS_MAX_LOSS,
+            met: ratio >= 1.0 - TARGET_TLS_MAX_LOSS,
+        })
+    }
+}
+
 #[derive(Serialize, Debug)]
 struct Report {
     duration_s: u64,
@@ -1112,6 +1281,8 @@ struct Report {
     ipam: Vec<IpamComparison>,
     target: Target,
     ipam_target: IpamTarget,
+    /// `None` with `--tls-rounds 0`.
+    tls: Option<TransportComparison>,
 }
 
 impl Report {
@@ -1125,7 +1296,9 @@ impl Report {
                 && c.overhead
                     .is_some_and(|overhead| overhead <= TARGET_IPAM_MAX_OVERHEAD)
         });
+        let tls = TransportComparison::from_rows(&rows);
         Report {
+            tls,
             duration_s,
             rows,
             ipam,
@@ -1299,6 +1472,21 @@ impl Report {
             ipam_target.max_overhead * 100.0,
             ipam_target.min_allocations_per_s
         ));
+        match &self.tls {
+            Some(c) => text.push_str(&format!(
+                "tls target: {TARGET_CLIENTS} clients on {TARGET_NODES} nodes, TLS commits >= {:.0}% of plaintext's, {} interleaved rounds: {} ({:.0} vs {:.0} commits/s = {}; worst p99 {} vs {} ms{})\n",
+                (1.0 - c.max_loss) * 100.0,
+                c.rounds,
+                if c.met { "met" } else { "NOT met" },
+                c.tls_per_s,
+                c.plaintext_per_s,
+                times(Some(c.ratio)),
+                ms(c.tls_p99_ms_worst),
+                ms(c.plaintext_p99_ms_worst),
+                errors(c.errors)
+            )),
+            None => text.push_str("tls target: not measured (--tls-rounds 0)\n"),
+        }
         text
     }
 }
@@ -1387,6 +1575,51 @@ mod tests {
         assert_eq!(failed.ipam_target.met, Some(false));
         let absent = Report::new(1, vec![writes(16, 4_000.0, 4.0), allocs(16, 4_000.0, 4.0)]);
         assert_eq!(absent.ipam_target.met, None);
+    }
+
+    #[test]
+    fn tls_is_compared_with_plaintext_over_all_rounds() {
+        let round = |transport, round, ops: u64, elapsed_s: f64, p99| {
+            let mut row = row(
+                Setup::Transport {
+                    nodes: 3,
+                    transport,
+                    round,
+                },
+                64,
+                0.0,
+                p99,
+            );
+            row.ops = ops;
+            row.elapsed_s = elapsed_s;
+            row
+        };
+        let report = Report::new(
+            1,
+            vec![
+                round(Transport::Tls, 1, 9_000, 1.0, 7.0),
+                round(Transport::Plaintext, 1, 10_000, 1.0, 5.0),
+                round(Transport::Plaintext, 2, 10_000, 1.0, 6.0),
+                round(Transport::Tls, 2, 9_400, 1.0, 8.0),
+            ],
+        );
+        let tls = report.tls.as_ref().expect("compared");
+        assert_eq!(tls.rounds, 2);
+        assert!((tls.ratio - 0.92).abs() < 1e-9, "{}", tls.ratio);
+        assert!(tls.met);
+        assert_eq!(tls.tls_p99_ms_worst, Some(8.0));
+        assert!(report.table().contains("tls target: 64 clients on 3 nodes"));
+        let costly = Report::new(
+            1,
+            vec![
+                round(Transport::Tls, 1, 8_000, 1.0, 7.0),
+                round(Transport::Plaintext, 1, 10_000, 1.0, 5.0),
+            ],
+        );
+        assert!(!costly.tls.expect("compared").met);
+        let none = Report::new(1, vec![round(Transport::Tls, 1, 8_000, 1.0, 7.0)]);
+        assert!(none.tls.is_none());
+        assert!(none.table().contains("not measured (--tls-rounds 0)"));
     }
 
     #[test]
