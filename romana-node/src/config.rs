@@ -607,4 +607,56 @@ mod tests {
         .to_string();
         assert!(error.contains("nmae"), "{error}");
     }
+
+    #[test]
+    fn join_tokens_and_plaintext_are_checked() {
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let with_token = |token: &str, hash: Option<&str>, join: Vec<String>| RunArgs {
+            join_token: Some(token.into()),
+            ca_cert_hash: hash.map(str::to_string),
+            join,
+            ..args()
+        };
+        let member = vec!["127.0.0.1:9600".to_string()];
+        let config = with_token("abc123.0123456789abcdef", Some(&hash), member.clone())
+            .resolve()
+            .expect("valid");
+        let token = config.join_token.expect("a token");
+        assert_eq!(token.id, "abc123");
+        assert!(!format!("{token:?}").contains("0123456789abcdef"));
+        for (case, expected) in [
+            (
+                with_token("abc123.0123456789abcdef", None, member.clone()),
+                "--ca-cert-hash",
+            ),
+            (
+                with_token("abc123.0123456789abcdef", Some(&hash), Vec::new()),
+                "needs --join",
+            ),
+            (
+                with_token("abc123", Some(&hash), member.clone()),
+                "--join-token",
+            ),
+            (
+                RunArgs {
+                    insecure_plaintext: true,
+                    listen: Some("0.0.0.0:9600".into()),
+                    advertise: Some("192.0.2.1:9600".into()),
+                    ..args()
+                },
+                "loopback",
+            ),
+        ] {
+            let error = case.resolve().expect_err("must be refused").to_string();
+            assert!(error.contains(expected), "{error:?} should say {expected}");
+        }
+        let plaintext = RunArgs {
+            insecure_plaintext: true,
+            listen: Some("127.0.0.1:9600".into()),
+            ..args()
+        }
+        .resolve()
+        .expect("loopback plaintext is accepted");
+        assert!(plaintext.insecure_plaintext);
+    }
 }
