@@ -149,9 +149,10 @@ async fn kill_nine_soak_loses_nothing_and_leaks_nothing() {
         cluster.nodes[victim].start();
         // Serving again (its socket answers) before the next kill, so that a
         // quorum is never lost for long.
-        wait_for(&format!("n{victim} to serve again after kill {kill}"), || async {
-            cluster.nodes[victim].status().await.is_ok()
-        })
+        wait_for(
+            &format!("n{victim} to serve again after kill {kill}"),
+            || async { cluster.nodes[victim].status().await.is_ok() },
+        )
         .await;
         tokio::time::sleep(Duration::from_millis(200 + random.below(800))).await;
         if kill % 10 == 0 {

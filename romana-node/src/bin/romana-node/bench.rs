@@ -796,7 +796,14 @@ impl Cluster {
         secret: &ClusterSecret,
         transport: Transport,
     ) -> Result<Self, Error> {
-        let dir = work.join(format!("cluster-{size}-{}", transport.name()));
+        // Unique per cluster: the comparison's clusters live beside the
+        // others' leftovers.
+        static CLUSTERS: AtomicU64 = AtomicU64::new(0);
+        let dir = work.join(format!(
+            "cluster-{size}-{}-{}",
+            transport.name(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir(&dir).context(format!("cannot create {}", dir.display()))?;
         let tls =
             romana_node::tls::secret_client_config(secret, romana_node::tls::Role::Admin, "bench")
