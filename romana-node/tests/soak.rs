@@ -4,12 +4,13 @@
 //! time, printed) set it.
 //!
 //! Three real nodes; four clients allocate addresses through the unix
-//! sockets of nodes chosen at random, retrying a failed request with the
-//! same request id on another node; meanwhile a random node is killed with
-//! SIGKILL and restarted, again and again. Afterwards: every node answers,
-//! all converge to one hash, no address is held twice, and the allocations
-//! are exactly the acknowledged ones, each with the address it was
-//! acknowledged with (none lost, none leaked).
+//! sockets of nodes chosen at random, and release their oldest once they
+//! hold [`LIVE_PER_CLIENT`] (so addresses are reused), retrying a failed
+//! request with the same request id on another node; meanwhile a random
+//! node is killed with SIGKILL and restarted, again and again. Afterwards:
+//! every node answers, all converge to one hash, no address is held twice,
+//! and the allocations are exactly the acknowledged ones not released since,
+//! each with the address it was acknowledged with (none lost, none leaked).
 
 mod common;
 
@@ -21,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use romana_api::cluster::WriteResult;
-use romana_api::ipam::{AllocateBody, AllocationView, NameBody};
-use romana_api::paths::{PATH_ALLOCATIONS, PATH_TENANTS};
+use romana_api::ipam::{AllocateBody, AllocationView, NameBody, ReleaseBody};
+use romana_api::paths::{PATH_ALLOCATIONS, PATH_RELEASE, PATH_TENANTS};
 use romana_node::http_client::{ApiClient, Endpoint};
 
 /// xorshift64*: reproducible from the printed seed.
@@ -41,24 +42,59 @@ impl Random {
     }
 }
 
+/// Addresses a client holds before it releases its oldest.
+const LIVE_PER_CLIENT: usize = 20;
+
+/// How long one request may take to be acknowledged, retries included.
+const ACK_DEADLINE: Duration = Duration::from_secs(120);
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// One client's loop: allocate for fresh container ids until `stop`, each
-/// request retried (same id, another node) until acknowledged.
+/// Posts `body` to random nodes until one acknowledges it (the same
+/// request id every time); the answer and how many attempts failed.
+async fn until_acknowledged<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    what: &str,
+    path: &str,
+    body: &B,
+    sockets: &[std::path::PathBuf],
+    random: &mut Random,
+) -> (T, u64) {
+    let started = Instant::now();
+    let mut failed = 0;
+    loop {
+        let socket = &sockets[random.below(sockets.len() as u64) as usize];
+        let api = ApiClient::new(Endpoint::Unix(socket.clone()), None)
+            .with_timeout(Duration::from_secs(10));
+        match api.post::<_, T>(path, body).await {
+            Ok(answer) => return (answer, failed),
+            Err(e) => {
+                failed += 1;
+                assert!(
+                    started.elapsed() < ACK_DEADLINE,
+                    "{what} not acknowledged within {ACK_DEADLINE:?}: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One client's loop until `stop`: allocate for a fresh container id,
+/// release the oldest beyond [`LIVE_PER_CLIENT`]; the number of failed
+/// attempts. A request in flight is finished even after `stop`.
 async fn client_loop(
     client: usize,
     sockets: Arc<Vec<std::path::PathBuf>>,
     stop: Arc<AtomicBool>,
-    acknowledged: Arc<Mutex<BTreeMap<String, Ipv4Addr>>>,
+    live: Arc<Mutex<BTreeMap<String, Ipv4Addr>>>,
     seed: u64,
-) -> u64 {
+) -> (u64, u64) {
     let mut random = Random(seed ^ (client as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut retries = 0;
+    let (mut failed, mut released) = (0, 0);
+    let mut mine = std::collections::VecDeque::new();
     let mut sequence = 0;
-    // A request in flight is finished even after `stop`: its outcome may
-    // be committed, and the check below counts what was acknowledged.
     while !stop.load(Ordering::Relaxed) {
         sequence += 1;
         let container_id = format!("soak-{client}-{sequence}");
@@ -71,34 +107,40 @@ async fn client_loop(
             pod_namespace: None,
             pod_name: None,
             network: None,
-            request_id: Some(format!("req-{container_id}")),
+            request_id: Some(format!("alloc-{container_id}")),
         };
-        let started = Instant::now();
-        loop {
-            let socket = &sockets[random.below(sockets.len() as u64) as usize];
-            let api = ApiClient::new(Endpoint::Unix(socket.clone()), None)
-                .with_timeout(Duration::from_secs(10));
-            match api.post::<_, AllocationView>(PATH_ALLOCATIONS, &body).await {
-                Ok(view) => {
-                    let previous = acknowledged
-                        .lock()
-                        .expect("lock")
-                        .insert(container_id.clone(), view.address);
-                    assert!(previous.is_none(), "{container_id} acknowledged twice");
-                    break;
-                }
-                Err(e) => {
-                    retries += 1;
-                    assert!(
-                        started.elapsed() < Duration::from_secs(120),
-                        "{container_id} not acknowledged within 120 s: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+        let (view, failures): (AllocationView, u64) = until_acknowledged(
+            &container_id,
+            PATH_ALLOCATIONS,
+            &body,
+            &sockets,
+            &mut random,
+        )
+        .await;
+        failed += failures;
+        let previous = live
+            .lock()
+            .expect("lock")
+            .insert(container_id.clone(), view.address);
+        assert!(previous.is_none(), "{container_id} acknowledged twice");
+        mine.push_back(container_id);
+        if mine.len() > LIVE_PER_CLIENT {
+            let Some(oldest) = mine.pop_front() else {
+                continue;
+            };
+            let body = ReleaseBody {
+                container_id: oldest.clone(),
+                ifname: "eth0".into(),
+                request_id: Some(format!("release-{oldest}")),
+            };
+            let (_, failures): (WriteResult, u64) =
+                until_acknowledged(&oldest, PATH_RELEASE, &body, &sockets, &mut random).await;
+            failed += failures;
+            live.lock().expect("lock").remove(&oldest);
+            released += 1;
         }
     }
-    retries
+    (failed, released)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,14 +170,14 @@ async fn kill_nine_soak_loses_nothing_and_leaks_nothing() {
 
     let sockets: Arc<Vec<_>> = Arc::new(cluster.nodes.iter().map(|n| n.socket.clone()).collect());
     let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
+    let live = Arc::new(Mutex::new(BTreeMap::new()));
     let clients: Vec<_> = (0..4)
         .map(|client| {
             tokio::spawn(client_loop(
                 client,
                 sockets.clone(),
                 stop.clone(),
-                acknowledged.clone(),
+                live.clone(),
                 seed,
             ))
         })
@@ -156,20 +198,22 @@ async fn kill_nine_soak_loses_nothing_and_leaks_nothing() {
         .await;
         tokio::time::sleep(Duration::from_millis(200 + random.below(800))).await;
         if kill % 10 == 0 {
-            let count = acknowledged.lock().expect("lock").len();
+            let count = live.lock().expect("lock").len();
             eprintln!(
-                "soak: {kill} kills, {count} acknowledged, {:.0} s",
+                "soak: {kill} kills, {count} held, {:.0} s",
                 started.elapsed().as_secs_f64()
             );
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let mut retries = 0;
+    let (mut failed, mut released) = (0, 0);
     for client in clients {
-        retries += client.await.expect("client");
+        let (f, r) = client.await.expect("client");
+        failed += f;
+        released += r;
     }
     let converged = cluster.wait_converged(&[0, 1, 2]).await;
-    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let acknowledged = live.lock().expect("lock").clone();
     let mut held: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     for node in &cluster.nodes {
         let allocations: Vec<AllocationView> = node
@@ -189,7 +233,7 @@ async fn kill_nine_soak_loses_nothing_and_leaks_nothing() {
         );
         assert_eq!(
             mine, acknowledged,
-            "{}: the allocations are not exactly the acknowledged ones",
+            "{}: the allocations are not exactly the acknowledged ones not released",
             node.name
         );
         held.clear();
@@ -203,11 +247,11 @@ async fn kill_nine_soak_loses_nothing_and_leaks_nothing() {
         }
     }
     eprintln!(
-        "soak: {kills} kills in {:.0} s, {} allocations acknowledged, {retries} retried requests, no duplicate, none lost, none leaked; all at index {} hash {}",
+        "soak: {kills} kills in {:.0} s; {} addresses held at the end, {released} released, {failed} failed attempts retried; no duplicate, none lost, none leaked; all at index {} hash {}",
         started.elapsed().as_secs_f64(),
         acknowledged.len(),
         converged.applied_index,
         converged.state_hash
     );
-    assert!(!acknowledged.is_empty(), "the load made no allocation");
+    assert!(released > 0, "the load released nothing: it did not run");
 }
