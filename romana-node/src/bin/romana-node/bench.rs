@@ -673,6 +673,16 @@ async fn drive(
 
 /// One `romana-node run` child. Dropping it kills and reaps the process, so
 /// no node outlives the benchmark, whichever way the benchmark ends.
+/// What every node of one bench cluster is started with.
+#[derive(Clone, Copy)]
+struct NodeSettings<'a> {
+    exe: &'a Path,
+    dir: &'a Path,
+    voters: usize,
+    secret_file: &'a Path,
+    transport: Transport,
+}
+
 struct NodeProcess {
     name: String,
     log: PathBuf,
@@ -683,15 +693,18 @@ struct NodeProcess {
 
 impl NodeProcess {
     fn spawn(
-        exe: &Path,
-        dir: &Path,
+        settings: &NodeSettings<'_>,
         name: &str,
         listen: &str,
         join: Option<&str>,
-        voters: usize,
-        secret_file: &Path,
-        transport: Transport,
     ) -> Result<Self, Error> {
+        let NodeSettings {
+            exe,
+            dir,
+            voters,
+            secret_file,
+            transport,
+        } = *settings;
         let data_dir = dir.join(name);
         let api_socket = data_dir.join("api.sock");
         if api_socket.as_os_str().len() > MAX_SOCKET_PATH_BYTES {
@@ -823,16 +836,16 @@ impl Cluster {
             writer: client(first.clone()),
             hosts: Vec::new(),
         };
-        cluster.nodes.push(NodeProcess::spawn(
+        let shared = NodeSettings {
             exe,
-            &dir,
-            "bench-1",
-            &first,
-            None,
-            size,
+            dir: &dir,
+            voters: size,
             secret_file,
             transport,
-        )?);
+        };
+        cluster
+            .nodes
+            .push(NodeProcess::spawn(&shared, "bench-1", &first, None)?);
         let watcher = client(first.clone()).with_timeout(STATUS_CALL_TIMEOUT);
         // Joins are only tried once a second; starting them after node 1
         // leads an initialised cluster saves a retry.
@@ -848,16 +861,9 @@ impl Cluster {
             .await?;
         for (i, address) in addresses.iter().enumerate().skip(1) {
             let name = format!("bench-{}", i + 1);
-            cluster.nodes.push(NodeProcess::spawn(
-                exe,
-                &dir,
-                &name,
-                address,
-                Some(&first),
-                size,
-                secret_file,
-                transport,
-            )?);
+            cluster
+                .nodes
+                .push(NodeProcess::spawn(&shared, &name, address, Some(&first))?);
         }
         let status = cluster
             .wait_for(
