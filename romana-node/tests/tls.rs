@@ -28,18 +28,6 @@ async fn recorded_actor(client: &ApiClient, request_id: &str) -> String {
         .unwrap_or_else(|| panic!("{request_id} is not in the archive"))
 }
 
-async fn note(client: &ApiClient, request_id: &str) -> Result<serde_json::Value, CallError> {
-    client
-        .post(
-            PATH_NOTES,
-            &NoteBody {
-                text: format!("note {request_id}"),
-                request_id: Some(request_id.into()),
-            },
-        )
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_port_speaks_only_tls_and_certificates_decide_who_may_do_what() {
     let mut cluster = TestCluster::new(1, &[]);
@@ -100,7 +88,9 @@ async fn the_peer_port_speaks_only_tls_and_certificates_decide_who_may_do_what()
     let admin = node
         .tcp_client_as(Role::Admin, "alice")
         .with_actor("client:mallory@n0");
-    note(&admin, "by-alice").await.expect("an admin writes");
+    write_note(&admin, "by-alice")
+        .await
+        .expect("an admin writes");
     let (status, _) = admin
         .raw(
             Method::POST,
@@ -113,7 +103,7 @@ async fn the_peer_port_speaks_only_tls_and_certificates_decide_who_may_do_what()
     assert_eq!(status, StatusCode::FORBIDDEN);
     // The actor is the certificate's, not the header's; on the socket, the
     // kernel's word on the caller.
-    note(&node.client().with_actor("client:mallory@n0"), "by-local")
+    write_note(&node.client().with_actor("client:mallory@n0"), "by-local")
         .await
         .expect("a local write");
     let local = node.client();
