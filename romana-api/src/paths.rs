@@ -5,6 +5,8 @@
 pub const DEFAULT_API_SOCKET: &str = "/run/romana/romana.sock";
 
 pub const PATH_STATUS: &str = "/v1/status";
+/// Prometheus metrics (the OpenMetrics text format).
+pub const PATH_METRICS: &str = "/metrics";
 /// What the CNI STATUS verb needs, without the members or the state hash.
 pub const PATH_READY: &str = "/v1/ready";
 pub const PATH_NODES: &str = "/v1/nodes";

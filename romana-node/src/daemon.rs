@@ -79,6 +79,11 @@ pub async fn run(
 
     let started = node::start_up(&node, mode, stop_rx.clone()).await;
     let controller = tokio::spawn(node::membership::controller(node.clone(), stop_rx.clone()));
+    let leader_watch = tokio::spawn(crate::metrics::watch_leader(
+        node.metrics.clone(),
+        node.raft.clone(),
+        stop_rx.clone(),
+    ));
     let retention = (node.config.audit_retention_days > 0)
         .then(|| tokio::spawn(node::audit_retention(node.clone(), stop_rx.clone())));
     let reconciler = (node.config.manage_routes || node.config.firewall).then(|| {
@@ -95,6 +100,7 @@ pub async fn run(
             settings,
             node.firewall_ready.clone(),
             Kernel::default(),
+            node.metrics.clone(),
             stop_rx.clone(),
         ))
     });
@@ -138,6 +144,7 @@ pub async fn run(
     };
     tracing::info!("shutting down");
     let _ = controller.await;
+    let _ = leader_watch.await;
     if let Some((conflist, controller)) = kubernetes_tasks {
         let _ = conflist.await;
         let _ = controller.await;

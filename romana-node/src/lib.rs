@@ -75,6 +75,7 @@ pub mod dataplane;
 pub mod error;
 pub mod http_client;
 pub mod kubernetes;
+pub mod metrics;
 pub mod node;
 pub mod policy;
 pub mod server;

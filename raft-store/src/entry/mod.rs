@@ -254,6 +254,35 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// A stable name of the command's kind (metrics, logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::InitCluster { .. } => "init_cluster",
+            Command::RegisterNode { .. } => "register_node",
+            Command::RemoveNode { .. } => "remove_node",
+            Command::Note { .. } => "note",
+            Command::CreateTenant { .. } => "create_tenant",
+            Command::DeleteTenant { .. } => "delete_tenant",
+            Command::CreateSegment { .. } => "create_segment",
+            Command::DeleteSegment { .. } => "delete_segment",
+            Command::AllocateAddress(_) => "allocate_address",
+            Command::ReleaseAddress(_) => "release_address",
+            Command::GarbageCollect { .. } => "garbage_collect",
+            Command::ApplyPolicies { .. } => "apply_policies",
+            Command::DeletePolicy { .. } => "delete_policy",
+            Command::MirrorNamespace { .. } => "mirror_namespace",
+            Command::ForgetNamespace { .. } => "forget_namespace",
+            Command::MirrorPod(_) => "mirror_pod",
+            Command::ForgetPod { .. } => "forget_pod",
+            Command::ApplyNetworkPolicy(_) => "apply_network_policy",
+            Command::DeleteNetworkPolicy { .. } => "delete_network_policy",
+            Command::CreateJoinToken { .. } => "create_join_token",
+            Command::RedeemJoinToken { .. } => "redeem_join_token",
+        }
+    }
+}
+
 impl ClusterRequest {
     pub fn new(meta: RequestMeta, command: Command) -> Self {
         Self {

@@ -39,7 +39,9 @@ use raft_store::state::{AppliedRequest, Outcome};
 use raft_store::transport::raft_routes;
 use romana_api::cluster::WriteResult;
 use romana_api::headers::ACTOR_HEADER;
-use romana_api::paths::{PATH_EXPLAIN, PATH_EXPLAIN_MATRIX, PATH_JOIN, PATH_JOIN_TOKEN_REDEEM};
+use romana_api::paths::{
+    PATH_EXPLAIN, PATH_EXPLAIN_MATRIX, PATH_JOIN, PATH_JOIN_TOKEN_REDEEM, PATH_METRICS,
+};
 use romana_api::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 
@@ -66,7 +68,8 @@ pub fn unix_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) -
     api_routes(node.clone())
         .layer(Extension(Listener::Unix))
         .layer(Extension(Kubernetes(kubernetes)))
-        .layer(middleware::from_fn_with_state(node, authorize))
+        .layer(middleware::from_fn_with_state(node.clone(), authorize))
+        .layer(middleware::from_fn_with_state((node, "unix"), track))
         .layer(middleware::map_response(json_errors))
 }
 
@@ -83,8 +86,66 @@ pub fn tcp_router(node: Node, kubernetes: Option<crate::kubernetes::Context>) ->
         .layer(Extension(Listener::Tcp))
         .layer(Extension(Kubernetes(kubernetes)))
         .merge(raft)
-        .layer(middleware::from_fn_with_state(node, authorize))
+        .layer(middleware::from_fn_with_state(node.clone(), authorize))
+        .layer(middleware::from_fn_with_state((node, "tcp"), track))
         .layer(middleware::map_response(json_errors))
+}
+
+/// Counts every answered request by listener, method, route pattern and
+/// status, and times it by route (refusals of [`authorize`] included).
+async fn track(
+    State((node, listener)): State<(Node, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let metrics = &node.metrics;
+    metrics
+        .request_duration
+        .get_or_create(&crate::metrics::RouteLatencyLabels {
+            listener: listener.into(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&crate::metrics::RouteLabels {
+            listener: listener.into(),
+            method,
+            route,
+            status: response.status().as_u16().to_string(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`: the OpenMetrics text exposition.
+async fn metrics_text(State(node): State<Node>) -> Response {
+    let node_for_render = node.clone();
+    match tokio::task::spawn_blocking(move || {
+        node_for_render
+            .metrics
+            .render(&node_for_render.raft, &node_for_render.shared)
+    })
+    .await
+    {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(format!("metrics: {e}")).into_response(),
+    }
 }
 
 /// Routes only members may call: Raft RPCs, forwarded writes, joins.
@@ -205,6 +266,7 @@ fn api_routes(node: Node) -> Router {
         .merge(ipam::routes())
         .merge(policy::routes())
         .merge(audit::routes())
+        .route(PATH_METRICS, axum::routing::get(metrics_text))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(node)
 }

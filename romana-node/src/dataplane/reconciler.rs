@@ -232,6 +232,7 @@ pub async fn run<D: Dataplane>(
     settings: Settings,
     firewall_ready: Arc<AtomicBool>,
     dataplane: D,
+    metrics: Arc<crate::metrics::Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut applied = shared.subscribe();
@@ -251,6 +252,7 @@ pub async fn run<D: Dataplane>(
             continue;
         }
         let dataplane = dataplane.clone();
+        let started = std::time::Instant::now();
         let (pass, report) = match tokio::task::spawn_blocking(move || {
             // Only this loop takes the lock; a panic in a previous pass
             // leaves a dataplane that the next pass observes afresh.
@@ -268,6 +270,17 @@ pub async fn run<D: Dataplane>(
                 continue;
             }
         };
+        metrics
+            .reconciler_duration
+            .observe(started.elapsed().as_secs_f64());
+        let failed =
+            matches!(report.firewall, Some(Err(_))) || matches!(report.routes, Some(Err(_)));
+        metrics
+            .reconciler_passes
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: if failed { "failed" } else { "ok" }.into(),
+            })
+            .inc();
         if reconciler.record(&pass, &report) {
             firewall_ready.store(true, Ordering::SeqCst);
         }

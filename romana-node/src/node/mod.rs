@@ -67,6 +67,8 @@ pub struct NodeInner {
     pub shared: SharedState,
     /// This node's certificate and the TLS configurations built on it.
     pub tls: NodeTls,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Pooled client for calls to other members (forwarded writes).
     pub peers: ApiClient,
     /// Gathers requests into log entries while this node leads.
@@ -317,6 +319,7 @@ pub async fn open(
             firewall_ready: Arc::new(AtomicBool::new(!config.firewall)),
             state_hash: std::sync::Mutex::new(None),
             peers,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             config,
             node_id,
             raft,

@@ -13,6 +13,15 @@ use super::{new_request_id, now_ms, Node};
 use crate::api_error::ApiError;
 use crate::http_client::{CallError, Endpoint};
 
+/// The serde name of an enum value (`block_full`, `unavailable`): its tag.
+fn serde_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(serde_json::Value::Object(map)) => map.keys().next().cloned().unwrap_or_default(),
+        _ => "unknown".into(),
+    }
+}
+
 impl Node {
     pub(crate) fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.config.write_timeout_ms)
@@ -21,6 +30,27 @@ impl Node {
     /// Propose a command as `actor`; returns once it is committed and applied
     /// on this node (read-your-writes), or an error by the write deadline.
     pub async fn propose(
+        &self,
+        command: Command,
+        actor: String,
+        request_id: Option<String>,
+    ) -> Result<AppliedRequest, ApiError> {
+        let kind = command.kind();
+        let started = Instant::now();
+        let result = self.propose_timed(command, actor, request_id).await;
+        let refused = match &result {
+            Ok(applied) => match &applied.outcome {
+                raft_store::state::Outcome::Rejected(rejection) => Some(serde_name(rejection)),
+                raft_store::state::Outcome::Applied(_) => None,
+            },
+            Err(e) => Some(serde_name(&e.code())),
+        };
+        self.metrics
+            .observe_write(kind, started.elapsed(), refused.as_deref());
+        result
+    }
+
+    async fn propose_timed(
         &self,
         command: Command,
         actor: String,
@@ -97,6 +127,7 @@ impl Node {
                 }
                 Some(leader) => {
                     if let Some(address) = self.member_address(leader) {
+                        self.metrics.forwarded_writes.inc();
                         match self.forward(&address, &request, remaining).await {
                             Ok(response) => return Ok(response),
                             Err(ForwardError::Retry(reason)) => {

@@ -1,0 +1,349 @@
+//! Prometheus metrics (`GET /metrics`, the text format, `prometheus-client`).
+//!
+//! Three kinds of figures:
+//! - **counted where they happen**: API requests by route and status, write
+//!   latency by request kind, refusals by reason, forwarded writes, leader
+//!   changes, reconciler passes;
+//! - **sampled from Raft** at each scrape and whenever openraft's metrics
+//!   change: role, term, log, applied and snapshot indexes, apply lag,
+//!   members;
+//! - **computed from the projection** at each scrape: addresses in use and
+//!   free per host/tenant/segment block, tenants, policies.
+//!
+//! Every name starts with `romana_`; `deploy/grafana/romana.json` uses them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use raft_store::state::ClusterState;
+use raft_store::store::SharedState;
+use raft_store::Raft;
+use tokio::sync::watch;
+
+/// Latency buckets: 0.25 ms to about 4 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub listener: String,
+    pub method: String,
+    pub route: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLatencyLabels {
+    pub listener: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockLabels {
+    pub host: String,
+    pub tenant: String,
+    pub segment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// Every metric of a node.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteLabels, Counter>,
+    pub request_duration: Family<RouteLatencyLabels, Histogram, fn() -> Histogram>,
+    pub write_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    pub refusals: Family<ReasonLabels, Counter>,
+    pub forwarded_writes: Counter,
+    pub leader_changes: Counter,
+    pub reconciler_passes: Family<OutcomeLabels, Counter>,
+    pub reconciler_duration: Histogram,
+    role: Family<RoleLabels, Gauge>,
+    term: Gauge,
+    last_log_index: Gauge,
+    applied_index: Gauge,
+    apply_lag: Gauge,
+    snapshot_index: Gauge,
+    members: Family<RoleLabels, Gauge>,
+    addresses_in_use: Family<BlockLabels, Gauge>,
+    addresses_free: Family<BlockLabels, Gauge>,
+    tenants: Gauge,
+    policies: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("romana");
+        let metrics = Self {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            write_duration: Family::new_with_constructor(latency_histogram),
+            refusals: Family::default(),
+            forwarded_writes: Counter::default(),
+            leader_changes: Counter::default(),
+            reconciler_passes: Family::default(),
+            reconciler_duration: latency_histogram(),
+            role: Family::default(),
+            term: Gauge::default(),
+            last_log_index: Gauge::default(),
+            applied_index: Gauge::default(),
+            apply_lag: Gauge::default(),
+            snapshot_index: Gauge::default(),
+            members: Family::default(),
+            addresses_in_use: Family::default(),
+            addresses_free: Family::default(),
+            tenants: Gauge::default(),
+            policies: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "api_requests",
+            "API requests answered, by listener, method, route and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "Time to answer an API request, by listener and route",
+            metrics.request_duration.clone(),
+        );
+        registry.register(
+            "write_duration_seconds",
+            "Time from a write's proposal here to its apply here, by request kind",
+            metrics.write_duration.clone(),
+        );
+        registry.register(
+            "write_refusals",
+            "Writes refused, by reason",
+            metrics.refusals.clone(),
+        );
+        registry.register(
+            "forwarded_writes",
+            "Writes this node forwarded to the leader",
+            metrics.forwarded_writes.clone(),
+        );
+        registry.register(
+            "raft_leader_changes",
+            "Times this node saw the leader change (including to none)",
+            metrics.leader_changes.clone(),
+        );
+        registry.register(
+            "reconciler_passes",
+            "Dataplane reconciler passes, by outcome",
+            metrics.reconciler_passes.clone(),
+        );
+        registry.register(
+            "reconciler_pass_duration_seconds",
+            "Time of one reconciler pass",
+            metrics.reconciler_duration.clone(),
+        );
+        registry.register(
+            "raft_role",
+            "1 for this node's current Raft role",
+            metrics.role.clone(),
+        );
+        registry.register("raft_term", "Current Raft term", metrics.term.clone());
+        registry.register(
+            "raft_last_log_index",
+            "Index of the last entry in this node's log",
+            metrics.last_log_index.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Index of the last entry applied to this node's projection",
+            metrics.applied_index.clone(),
+        );
+        registry.register(
+            "raft_apply_lag",
+            "Entries in the log not yet applied here",
+            metrics.apply_lag.clone(),
+        );
+        registry.register(
+            "raft_snapshot_index",
+            "Last index covered by this node's snapshot",
+            metrics.snapshot_index.clone(),
+        );
+        registry.register(
+            "raft_members",
+            "Members of the cluster, by role (voter, learner)",
+            metrics.members.clone(),
+        );
+        registry.register(
+            "ipam_addresses_in_use",
+            "Allocated addresses per host/tenant/segment block",
+            metrics.addresses_in_use.clone(),
+        );
+        registry.register(
+            "ipam_addresses_free",
+            "Free addresses per host/tenant/segment block with an allocation",
+            metrics.addresses_free.clone(),
+        );
+        registry.register("tenants", "Tenants", metrics.tenants.clone());
+        registry.register(
+            "policies",
+            "Policies in force (Romana and Kubernetes NetworkPolicies)",
+            metrics.policies.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The text exposition, with the sampled and computed figures fresh.
+    pub fn render(&self, raft: &Raft, shared: &SharedState) -> String {
+        self.sample_raft(raft);
+        self.compute_state(&shared.read().state);
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(error = %e, "cannot encode the metrics");
+        }
+        text
+    }
+
+    fn sample_raft(&self, raft: &Raft) {
+        let metrics = raft.metrics().borrow().clone();
+        self.role.clear();
+        let role = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        self.role
+            .get_or_create(&RoleLabels { role: role.into() })
+            .set(1);
+        let index = |id: Option<openraft::LogId<u64>>| id.map_or(0, |id| id.index);
+        let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.term.set(to_i64(metrics.current_term));
+        let last_log = metrics.last_log_index.unwrap_or(0);
+        let applied = index(metrics.last_applied);
+        self.last_log_index.set(to_i64(last_log));
+        self.applied_index.set(to_i64(applied));
+        self.apply_lag.set(to_i64(last_log.saturating_sub(applied)));
+        self.snapshot_index.set(to_i64(index(metrics.snapshot)));
+        let membership = metrics.membership_config.membership();
+        let voters = membership.voter_ids().count();
+        let all = membership.nodes().count();
+        self.members
+            .get_or_create(&RoleLabels {
+                role: "voter".into(),
+            })
+            .set(to_i64(voters as u64));
+        self.members
+            .get_or_create(&RoleLabels {
+                role: "learner".into(),
+            })
+            .set(to_i64(all.saturating_sub(voters) as u64));
+    }
+
+    fn compute_state(&self, state: &ClusterState) {
+        self.addresses_in_use.clear();
+        self.addresses_free.clear();
+        let Some(layout) = state.layout() else {
+            return;
+        };
+        let mut used: std::collections::BTreeMap<(String, String, String), i64> =
+            Default::default();
+        for allocation in state.allocations.values() {
+            *used
+                .entry((
+                    allocation.host.clone(),
+                    allocation.tenant.clone(),
+                    allocation.segment.clone(),
+                ))
+                .or_default() += 1;
+        }
+        let capacity = i64::from(layout.usable_endpoints());
+        for ((host, tenant, segment), count) in used {
+            let labels = BlockLabels {
+                host,
+                tenant,
+                segment,
+            };
+            self.addresses_in_use.get_or_create(&labels).set(count);
+            self.addresses_free
+                .get_or_create(&labels)
+                .set(capacity.saturating_sub(count));
+        }
+        self.tenants
+            .set(i64::try_from(state.tenants.len()).unwrap_or(i64::MAX));
+        self.policies.set(
+            i64::try_from(state.policies.len() + state.network_policies.len()).unwrap_or(i64::MAX),
+        );
+    }
+
+    /// Records one write: its kind, how long it took, and its refusal reason
+    /// if it was refused.
+    pub fn observe_write(&self, kind: &str, took: Duration, refused: Option<&str>) {
+        self.write_duration
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .observe(took.as_secs_f64());
+        if let Some(reason) = refused {
+            self.refusals
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// Counts leader changes as this node sees them, until `stop`.
+pub async fn watch_leader(metrics: Arc<Metrics>, raft: Raft, mut stop: watch::Receiver<bool>) {
+    let mut watched = raft.metrics();
+    let mut leader = watched.borrow_and_update().current_leader;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            changed = watched.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let now = watched.borrow_and_update().current_leader;
+        if now != leader {
+            metrics.leader_changes.inc();
+            leader = now;
+        }
+    }
+}
