@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// the joiner trusts only a member that proves it holds this CA.
     #[arg(long)]
     pub ca_cert_hash: Option<String>,
+    /// Record metrics (`GET /metrics`); off, requests and writes are not
+    /// accounted and the route answers an empty exposition (the benchmark
+    /// measures what they cost) [default: true].
+    #[arg(long)]
+    pub metrics: Option<bool>,
     /// Benchmarks only: plain HTTP between peers, no authentication on TCP.
     /// Accepted only with a loopback --listen and --advertise (`romana-node
     /// bench` measures what TLS costs with it).
@@ -200,6 +205,8 @@ pub struct NodeConfig {
     pub join_token: Option<crate::tls::JoinToken>,
     /// Plain HTTP between peers (loopback benchmarks only).
     pub insecure_plaintext: bool,
+    /// Whether metrics are recorded.
+    pub metrics: bool,
     pub api_socket: PathBuf,
     pub cluster_secret_file: Option<PathBuf>,
     pub voters: u8,
@@ -421,6 +428,7 @@ impl RunArgs {
             join,
             join_token,
             insecure_plaintext,
+            metrics: self.metrics.or(file.metrics).unwrap_or(true),
             api_socket: self
                 .api_socket
                 .or(file.api_socket)

@@ -75,6 +75,8 @@ pub struct OutcomeLabels {
 
 /// Every metric of a node.
 pub struct Metrics {
+    /// Off (`--metrics=false`): nothing is counted or rendered.
+    enabled: bool,
     registry: Registry,
     pub requests: Family<RouteLabels, Counter>,
     pub request_duration: Family<RouteLatencyLabels, Histogram, fn() -> Histogram>,
@@ -105,14 +107,15 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(true)
     }
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(enabled: bool) -> Self {
         let mut registry = Registry::with_prefix("romana");
         let metrics = Self {
+            enabled,
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             write_duration: Family::new_with_constructor(latency_histogram),
@@ -229,6 +232,9 @@ impl Metrics {
 
     /// The text exposition, with the sampled and computed figures fresh.
     pub fn render(&self, raft: &Raft, shared: &SharedState) -> String {
+        if !self.enabled {
+            return "# EOF\n".into();
+        }
         self.sample_raft(raft);
         self.compute_state(&shared.read().state);
         let mut text = String::new();
@@ -314,6 +320,9 @@ impl Metrics {
     /// Records one write: its kind, how long it took, and its refusal reason
     /// if it was refused.
     pub fn observe_write(&self, kind: &str, took: Duration, refused: Option<&str>) {
+        if !self.enabled {
+            return;
+        }
         self.write_duration
             .get_or_create(&KindLabels { kind: kind.into() })
             .observe(took.as_secs_f64());
@@ -324,6 +333,12 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+}
+
+impl Metrics {
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 }
 

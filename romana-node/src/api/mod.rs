@@ -98,6 +98,9 @@ async fn track(
     request: Request,
     next: Next,
 ) -> Response {
+    if !node.metrics.enabled() {
+        return next.run(request).await;
+    }
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()

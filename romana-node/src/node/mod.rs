@@ -319,7 +319,7 @@ pub async fn open(
             firewall_ready: Arc::new(AtomicBool::new(!config.firewall)),
             state_hash: std::sync::Mutex::new(None),
             peers,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: Arc::new(crate::metrics::Metrics::new(config.metrics)),
             config,
             node_id,
             raft,

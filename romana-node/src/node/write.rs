@@ -35,6 +35,9 @@ impl Node {
         actor: String,
         request_id: Option<String>,
     ) -> Result<AppliedRequest, ApiError> {
+        if !self.metrics.enabled() {
+            return self.propose_timed(command, actor, request_id).await;
+        }
         let kind = command.kind();
         let started = Instant::now();
         let result = self.propose_timed(command, actor, request_id).await;

@@ -270,14 +270,16 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
     Ok(Report::new(args.duration_s, rows))
 }
 
-/// How the bench's nodes talk to each other and to the bench's clients.
+/// How the bench's nodes run: the default, or what it is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 enum Transport {
-    /// Mutual TLS, as always outside this comparison.
+    /// Mutual TLS and metrics, as always outside these comparisons.
     Tls,
     /// `--insecure-plaintext`: what TLS is compared with.
     Plaintext,
+    /// TLS with `--metrics=false`: what metrics are compared with.
+    TlsWithoutMetrics,
 }
 
 impl Transport {
@@ -285,14 +287,16 @@ impl Transport {
         match self {
             Transport::Tls => "tls",
             Transport::Plaintext => "plaintext",
+            Transport::TlsWithoutMetrics => "tls-no-metrics",
         }
     }
 }
 
-/// What TLS costs: a TLS and a plaintext cluster of [`TARGET_NODES`], both
-/// up, driven in turn by [`TARGET_CLIENTS`] note writers for
-/// `--tls-rounds` rounds each, alternating which goes first (so neither
-/// always runs on the fresher machine). The idle cluster only heartbeats.
+/// What TLS and metrics cost: a TLS, a plaintext and a metrics-off TLS
+/// cluster of [`TARGET_NODES`], all up, driven in turn by [`TARGET_CLIENTS`]
+/// note writers for `--tls-rounds` rounds each, each round starting with
+/// another (so none always runs on the fresher machine). The idle clusters
+/// only heartbeat.
 async fn compare_transports(
     args: &BenchArgs,
     exe: &Path,
@@ -313,15 +317,24 @@ async fn compare_transports(
         Transport::Plaintext,
     )
     .await?;
+    let mut quiet = Cluster::start(
+        exe,
+        work,
+        TARGET_NODES,
+        secret_file,
+        secret,
+        Transport::TlsWithoutMetrics,
+    )
+    .await?;
     let mut rows = Vec::new();
     for round in 0..args.tls_rounds {
+        // Each round starts with another of the three.
         let mut order = [
             (Transport::Tls, &mut tls),
             (Transport::Plaintext, &mut plain),
+            (Transport::TlsWithoutMetrics, &mut quiet),
         ];
-        if round % 2 == 1 {
-            order.reverse();
-        }
+        order.rotate_left(round % 3);
         for (transport, cluster) in order {
             cluster.check_running()?;
             progress(format_args!(
@@ -745,8 +758,14 @@ impl NodeProcess {
         if let Some(member) = join {
             command.arg("--join").arg(member);
         }
-        if transport == Transport::Plaintext {
-            command.arg("--insecure-plaintext");
+        match transport {
+            Transport::Plaintext => {
+                command.arg("--insecure-plaintext");
+            }
+            Transport::TlsWithoutMetrics => {
+                command.arg("--metrics=false");
+            }
+            Transport::Tls => {}
         }
         command.env("RUST_LOG", "warn");
         let process = romana_testkit::ChildGuard::spawn(command, &log)
@@ -822,7 +841,9 @@ impl Cluster {
             romana_node::tls::secret_client_config(secret, romana_node::tls::Role::Admin, "bench")
                 .map_err(Error::Config)?;
         let client = |address: String| match transport {
-            Transport::Tls => ApiClient::new(Endpoint::Tcp(address), Some(tls.clone())),
+            Transport::Tls | Transport::TlsWithoutMetrics => {
+                ApiClient::new(Endpoint::Tcp(address), Some(tls.clone()))
+            }
             Transport::Plaintext => ApiClient::plaintext(Endpoint::Tcp(address)),
         };
         let addresses = free_addresses(size)?;
@@ -1236,6 +1257,9 @@ struct IpamTarget {
 /// Most throughput TLS may cost against plaintext (0.1 = 10 %).
 const TARGET_TLS_MAX_LOSS: f64 = 0.10;
 
+/// Most throughput metrics may cost against none.
+const TARGET_METRICS_MAX_LOSS: f64 = 0.02;
+
 /// TLS against plaintext, over every round of the comparison.
 #[derive(Serialize, Debug)]
 struct TransportComparison {
@@ -1252,7 +1276,14 @@ struct TransportComparison {
 }
 
 impl TransportComparison {
-    fn from_rows(rows: &[Row]) -> Option<Self> {
+    /// `measured` against `baseline` over all their rounds; met when it
+    /// keeps at least `1 - max_loss` of the baseline's rate.
+    fn from_rows(
+        rows: &[Row],
+        measured: Transport,
+        baseline: Transport,
+        max_loss: f64,
+    ) -> Option<Self> {
         let of = |wanted: Transport| {
             let rows: Vec<&Row> = rows
                 .iter()
@@ -1269,8 +1300,8 @@ impl TransportComparison {
                 errors,
             )
         };
-        let (rounds, tls, tls_p99, tls_errors) = of(Transport::Tls);
-        let (_, plain, plain_p99, plain_errors) = of(Transport::Plaintext);
+        let (rounds, tls, tls_p99, tls_errors) = of(measured);
+        let (_, plain, plain_p99, plain_errors) = of(baseline);
         let (tls, plain) = (tls?, plain?);
         let ratio = if plain > 0.0 { tls / plain } else { 0.0 };
         Some(Self {
@@ -1281,8 +1312,8 @@ impl TransportComparison {
             tls_p99_ms_worst: tls_p99,
             plaintext_p99_ms_worst: plain_p99,
             errors: tls_errors + plain_errors,
-            max_loss: TARGET_TLS_MAX_LOSS,
-            met: ratio >= 1.0 - TARGET_TLS_MAX_LOSS,
+            max_loss,
+            met: ratio >= 1.0 - max_loss,
         })
     }
 }
@@ -1296,6 +1327,9 @@ struct Report {
     ipam_target: IpamTarget,
     /// `None` with `--tls-rounds 0`.
     tls: Option<TransportComparison>,
+    /// Metrics on (`tls_per_s`) against off (`plaintext_per_s`); `None`
+    /// with `--tls-rounds 0`.
+    metrics: Option<TransportComparison>,
 }
 
 impl Report {
@@ -1309,9 +1343,21 @@ impl Report {
                 && c.overhead
                     .is_some_and(|overhead| overhead <= TARGET_IPAM_MAX_OVERHEAD)
         });
-        let tls = TransportComparison::from_rows(&rows);
+        let tls = TransportComparison::from_rows(
+            &rows,
+            Transport::Tls,
+            Transport::Plaintext,
+            TARGET_TLS_MAX_LOSS,
+        );
+        let metrics = TransportComparison::from_rows(
+            &rows,
+            Transport::Tls,
+            Transport::TlsWithoutMetrics,
+            TARGET_METRICS_MAX_LOSS,
+        );
         Report {
             tls,
+            metrics,
             duration_s,
             rows,
             ipam,
@@ -1499,6 +1545,20 @@ impl Report {
                 errors(c.errors)
             )),
             None => text.push_str("tls target: not measured (--tls-rounds 0)\n"),
+        }
+        if let Some(c) = &self.metrics {
+            text.push_str(&format!(
+                "metrics target: {TARGET_CLIENTS} clients on {TARGET_NODES} nodes, commits with metrics >= {:.0}% of without, {} interleaved rounds: {} ({:.0} vs {:.0} commits/s = {}; worst p99 {} vs {} ms{})\n",
+                (1.0 - c.max_loss) * 100.0,
+                c.rounds,
+                if c.met { "met" } else { "NOT met" },
+                c.tls_per_s,
+                c.plaintext_per_s,
+                times(Some(c.ratio)),
+                ms(c.tls_p99_ms_worst),
+                ms(c.plaintext_p99_ms_worst),
+                errors(c.errors)
+            ));
         }
         text
     }
