@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// the joiner trusts only a member that proves it holds this CA.
     #[arg(long)]
     pub ca_cert_hash: Option<String>,
+    /// Also serve `GET /metrics` (only that) in plain HTTP here, for a
+    /// Prometheus without a client certificate (the DaemonSet: the host's
+    /// IP, port 9601, named by the scrape annotations) [default: none].
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Record metrics (`GET /metrics`); off, requests and writes are not
     /// accounted and the route answers an empty exposition (the benchmark
     /// measures what they cost) [default: true].
@@ -207,6 +212,8 @@ pub struct NodeConfig {
     pub insecure_plaintext: bool,
     /// Whether metrics are recorded.
     pub metrics: bool,
+    /// The plain metrics listener, if any.
+    pub metrics_listen: Option<SocketAddr>,
     pub api_socket: PathBuf,
     pub cluster_secret_file: Option<PathBuf>,
     pub voters: u8,
@@ -429,6 +436,14 @@ impl RunArgs {
             join_token,
             insecure_plaintext,
             metrics: self.metrics.or(file.metrics).unwrap_or(true),
+            metrics_listen: match self.metrics_listen.or(file.metrics_listen) {
+                Some(text) => Some(text.parse().map_err(|e| {
+                    Error::Config(format!(
+                        "--metrics-listen {text:?}: {e} (expected ADDR:PORT)"
+                    ))
+                })?),
+                None => None,
+            },
             api_socket: self
                 .api_socket
                 .or(file.api_socket)

@@ -34,6 +34,14 @@ pub async fn run(
         .await
         .context(format!("cannot listen on {}", config.listen))?;
     let unix = bind_unix_socket(&config.api_socket).await?;
+    let metrics_tcp = match config.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .context(format!("cannot listen on {address} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let kubernetes = match &config.kubernetes {
         Some(settings) => Some(kubernetes::Context::connect(settings.clone()).await?),
         None => None,
@@ -69,6 +77,15 @@ pub async fn run(
             stop_rx.clone(),
         ))
     };
+    let metrics_server = metrics_tcp.map(|listener| {
+        tokio::spawn(server::serve(
+            listener,
+            api::metrics_router(node.clone()),
+            server::TCP_LIMITS,
+            server::PlainHandshake,
+            stop_rx.clone(),
+        ))
+    });
     let unix_server = tokio::spawn(server::serve(
         unix,
         unix_router,
@@ -157,6 +174,9 @@ pub async fn run(
     }
     let _ = tcp_server.await;
     let _ = unix_server.await;
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }

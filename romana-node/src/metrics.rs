@@ -362,3 +362,88 @@ pub async fn watch_leader(metrics: Arc<Metrics>, raft: Raft, mut stop: watch::Re
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the registry exports, with their series suffixes.
+    fn exported() -> std::collections::BTreeSet<String> {
+        let metrics = Metrics::new(true);
+        // Touch every family so that each appears in the exposition.
+        metrics.observe_write("note", Duration::from_millis(1), Some("conflict"));
+        metrics
+            .requests
+            .get_or_create(&RouteLabels {
+                listener: "tcp".into(),
+                method: "GET".into(),
+                route: "/v1/status".into(),
+                status: "200".into(),
+            })
+            .inc();
+        metrics
+            .request_duration
+            .get_or_create(&RouteLatencyLabels {
+                listener: "tcp".into(),
+                route: "/v1/status".into(),
+            })
+            .observe(0.001);
+        let role = RoleLabels {
+            role: "leader".into(),
+        };
+        metrics.role.get_or_create(&role).set(1);
+        metrics.members.get_or_create(&role).set(1);
+        let block = BlockLabels {
+            host: "h".into(),
+            tenant: "t".into(),
+            segment: "s".into(),
+        };
+        metrics.addresses_in_use.get_or_create(&block).set(1);
+        metrics.addresses_free.get_or_create(&block).set(1);
+        metrics
+            .reconciler_passes
+            .get_or_create(&OutcomeLabels {
+                outcome: "ok".into(),
+            })
+            .inc();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).expect("encode");
+        text.lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .flat_map(|name| {
+                ["", "_total", "_bucket", "_count", "_sum"].map(|suffix| format!("{name}{suffix}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_grafana_dashboard_names_only_exported_metrics() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/grafana/romana.json"))
+                .expect("the dashboard is JSON");
+        let exported = exported();
+        let mut named = Vec::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let mut rest = expr;
+                while let Some(start) = rest.find("romana_") {
+                    let tail = &rest[start..];
+                    let end = tail
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(tail.len());
+                    named.push(tail[..end].to_string());
+                    rest = &tail[end..];
+                }
+            }
+        }
+        assert!(named.len() >= 16, "{named:?}");
+        for name in &named {
+            assert!(
+                exported.contains(name),
+                "the dashboard names {name}, which no node exports"
+            );
+        }
+    }
+}

@@ -47,7 +47,39 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_move_with_the_cluster() {
     let mut cluster = TestCluster::new(3, &[]);
+    let plain_port = free_port();
+    cluster.nodes[0].extra_args.extend([
+        "--metrics-listen".to_string(),
+        format!("127.0.0.1:{plain_port}"),
+    ]);
     cluster.start_all().await;
+    // The plain listener (for a Prometheus without a certificate) serves
+    // the metrics and nothing else.
+    let plain = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", plain_port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let answer = plain(PATH_METRICS);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("the plain exposition parses");
+    assert!(value(&parsed, "romana_raft_term", &[]) >= 1.0, "{body}");
+    assert!(
+        plain(PATH_STATUS).starts_with("HTTP/1.1 404"),
+        "only /metrics"
+    );
     let tenant = NameBody {
         name: "t1".into(),
         request_id: None,

@@ -151,6 +151,15 @@ async fn metrics_text(State(node): State<Node>) -> Response {
     }
 }
 
+/// The plain metrics listener's router (`--metrics-listen`): `GET
+/// /metrics` and nothing else.
+pub fn metrics_router(node: Node) -> Router {
+    Router::new()
+        .route(PATH_METRICS, axum::routing::get(metrics_text))
+        .with_state(node)
+        .layer(middleware::map_response(json_errors))
+}
+
 /// Routes only members may call: Raft RPCs, forwarded writes, joins.
 fn is_member_route(path: &str) -> bool {
     path.starts_with("/raft/") || path.starts_with("/v1/internal/") || path == PATH_JOIN
