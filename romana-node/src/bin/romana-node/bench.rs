@@ -1276,6 +1276,28 @@ struct TransportComparison {
 }
 
 impl TransportComparison {
+    /// The report's line for this comparison: `NAME target: ... WHAT >= N%
+    /// of BASELINE ...: met (...)`.
+    fn verdict(&self, name: &str, what: &str, baseline: &str) -> String {
+        let ms = |value: Option<f64>| value.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
+        let errors = if self.errors > 0 {
+            format!(", {} errors", self.errors)
+        } else {
+            String::new()
+        };
+        format!(
+            "{name} target: {TARGET_CLIENTS} clients on {TARGET_NODES} nodes, {what} >= {:.0}% of {baseline}, {} interleaved rounds: {} ({:.0} vs {:.0} commits/s = {:.2}x; worst p99 {} vs {} ms{errors})\n",
+            (1.0 - self.max_loss) * 100.0,
+            self.rounds,
+            if self.met { "met" } else { "NOT met" },
+            self.tls_per_s,
+            self.plaintext_per_s,
+            self.ratio,
+            ms(self.tls_p99_ms_worst),
+            ms(self.plaintext_p99_ms_worst),
+        )
+    }
+
     /// `measured` against `baseline` over all their rounds; met when it
     /// keeps at least `1 - max_loss` of the baseline's rate.
     fn from_rows(
@@ -1532,33 +1554,11 @@ impl Report {
             ipam_target.min_allocations_per_s
         ));
         match &self.tls {
-            Some(c) => text.push_str(&format!(
-                "tls target: {TARGET_CLIENTS} clients on {TARGET_NODES} nodes, TLS commits >= {:.0}% of plaintext's, {} interleaved rounds: {} ({:.0} vs {:.0} commits/s = {}; worst p99 {} vs {} ms{})\n",
-                (1.0 - c.max_loss) * 100.0,
-                c.rounds,
-                if c.met { "met" } else { "NOT met" },
-                c.tls_per_s,
-                c.plaintext_per_s,
-                times(Some(c.ratio)),
-                ms(c.tls_p99_ms_worst),
-                ms(c.plaintext_p99_ms_worst),
-                errors(c.errors)
-            )),
+            Some(c) => text.push_str(&c.verdict("tls", "TLS commits", "plaintext's")),
             None => text.push_str("tls target: not measured (--tls-rounds 0)\n"),
         }
         if let Some(c) = &self.metrics {
-            text.push_str(&format!(
-                "metrics target: {TARGET_CLIENTS} clients on {TARGET_NODES} nodes, commits with metrics >= {:.0}% of without, {} interleaved rounds: {} ({:.0} vs {:.0} commits/s = {}; worst p99 {} vs {} ms{})\n",
-                (1.0 - c.max_loss) * 100.0,
-                c.rounds,
-                if c.met { "met" } else { "NOT met" },
-                c.tls_per_s,
-                c.plaintext_per_s,
-                times(Some(c.ratio)),
-                ms(c.tls_p99_ms_worst),
-                ms(c.plaintext_p99_ms_worst),
-                errors(c.errors)
-            ));
+            text.push_str(&c.verdict("metrics", "commits with metrics", "without"));
         }
         text
     }
