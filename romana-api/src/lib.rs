@@ -30,6 +30,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod events;
 pub mod headers;
 pub mod ipam;
 pub mod paths;

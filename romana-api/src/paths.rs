@@ -46,6 +46,14 @@ pub const PATH_EXPLAIN: &str = "/v1/explain";
 pub const PATH_EXPLAIN_MATRIX: &str = "/v1/explain/matrix";
 
 pub const PATH_AUDIT_RECORDS: &str = "/v1/audit/records";
+/// One summary per audit record, for the web view's timeline.
+pub const PATH_HISTORY_TIMELINE: &str = "/v1/history/timeline";
+/// The network as it was after an audit record (`?sequence=N`).
+pub const PATH_HISTORY_STATE: &str = "/v1/history/state";
+/// The node's events, as JSON lines (`?since=ID&follow=true`).
+pub const PATH_EVENTS: &str = "/v1/events";
+/// The web view (embedded pages, read-only).
+pub const PATH_UI: &str = "/ui";
 
 /// `/v1/nodes/NAME`
 pub fn node(name: &str) -> String {

@@ -96,11 +96,8 @@ pub async fn run(
 
     let started = node::start_up(&node, mode, stop_rx.clone()).await;
     let controller = tokio::spawn(node::membership::controller(node.clone(), stop_rx.clone()));
-    let leader_watch = tokio::spawn(crate::metrics::watch_leader(
-        node.metrics.clone(),
-        node.raft.clone(),
-        stop_rx.clone(),
-    ));
+    let leader_watch = tokio::spawn(node::observe::watch_leader(node.clone(), stop_rx.clone()));
+    let log_events = tokio::spawn(node::observe::follow_log(node.clone(), stop_rx.clone()));
     let retention = (node.config.audit_retention_days > 0)
         .then(|| tokio::spawn(node::audit_retention(node.clone(), stop_rx.clone())));
     let reconciler = (node.config.manage_routes || node.config.firewall).then(|| {
@@ -118,6 +115,7 @@ pub async fn run(
             node.firewall_ready.clone(),
             Kernel::default(),
             node.metrics.clone(),
+            node.events.clone(),
             stop_rx.clone(),
         ))
     });
@@ -160,8 +158,11 @@ pub async fn run(
         }
     };
     tracing::info!("shutting down");
+    // Followers of `GET /v1/events` end, so the servers drain at once.
+    node.events.close();
     let _ = controller.await;
     let _ = leader_watch.await;
+    let _ = log_events.await;
     if let Some((conflist, controller)) = kubernetes_tasks {
         let _ = conflist.await;
         let _ = controller.await;

@@ -185,7 +185,8 @@ impl ApiClient {
         }
     }
 
-    /// One request with any body; returns status and body bytes.
+    /// One request with any body; returns status and body bytes, all
+    /// within the client's timeout.
     pub async fn raw(
         &self,
         method: Method,
@@ -193,6 +194,54 @@ impl ApiClient {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes), CallError> {
+        let exchange = async {
+            let response = self.exchange(method, path, content_type, body).await?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.bad_answer(format!("read body: {e}")))?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| self.timed_out())?
+    }
+
+    /// One request; the answer once its head is in (within the client's
+    /// timeout), its body still to be read: for streams (`events
+    /// --follow`) and for relaying answers as they are (`romanactl ui`).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, CallError> {
+        tokio::time::timeout(
+            self.timeout,
+            self.exchange(method, path, content_type, body),
+        )
+        .await
+        .map_err(|_| self.timed_out())?
+    }
+
+    fn timed_out(&self) -> CallError {
+        CallError::Timeout {
+            endpoint: self.endpoint.to_string(),
+            timeout: self.timeout,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, CallError> {
         let authority = match &self.endpoint {
             Endpoint::Tcp(address) => address.as_str(),
             Endpoint::Unix(_) => "localhost",
@@ -214,48 +263,32 @@ impl ApiClient {
         let request = builder
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| self.bad_answer(format!("build request: {e}")))?;
-        let exchange = async {
-            let response = match &self.endpoint {
-                Endpoint::Tcp(_) => {
-                    let Some(tcp) = &self.tcp else {
-                        return Err(CallError::Unreachable {
-                            endpoint: self.endpoint.to_string(),
-                            reason: "no TLS credentials for a TCP endpoint".into(),
-                        });
-                    };
-                    let sent = match tcp {
-                        TcpClient::Tls(client) => client.request(request).await,
-                        TcpClient::Plain(client) => client.request(request).await,
-                    };
-                    sent.map_err(|e| CallError::Unreachable {
+        match &self.endpoint {
+            Endpoint::Tcp(_) => {
+                let Some(tcp) = &self.tcp else {
+                    return Err(CallError::Unreachable {
                         endpoint: self.endpoint.to_string(),
-                        reason: error_chain(&e),
-                    })?
-                }
-                Endpoint::Unix(path) => {
-                    send_unix(path, request)
-                        .await
-                        .map_err(|reason| CallError::Unreachable {
-                            endpoint: self.endpoint.to_string(),
-                            reason,
-                        })?
-                }
-            };
-            let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| self.bad_answer(format!("read body: {e}")))?
-                .to_bytes();
-            Ok((status, bytes))
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| CallError::Timeout {
-                endpoint: self.endpoint.to_string(),
-                timeout: self.timeout,
-            })?
+                        reason: "no TLS credentials for a TCP endpoint".into(),
+                    });
+                };
+                let sent = match tcp {
+                    TcpClient::Tls(client) => client.request(request).await,
+                    TcpClient::Plain(client) => client.request(request).await,
+                };
+                sent.map_err(|e| CallError::Unreachable {
+                    endpoint: self.endpoint.to_string(),
+                    reason: error_chain(&e),
+                })
+            }
+            Endpoint::Unix(path) => {
+                send_unix(path, request)
+                    .await
+                    .map_err(|reason| CallError::Unreachable {
+                        endpoint: self.endpoint.to_string(),
+                        reason,
+                    })
+            }
+        }
     }
 }
 

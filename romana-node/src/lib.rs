@@ -73,6 +73,8 @@ pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
 pub mod error;
+pub mod events;
+pub mod history;
 pub mod http_client;
 pub mod kubernetes;
 pub mod metrics;

@@ -12,7 +12,6 @@
 //!
 //! Every name starts with `romana_`; `deploy/grafana/romana.json` uses them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
@@ -25,7 +24,6 @@ use prometheus_client::registry::Registry;
 use raft_store::state::ClusterState;
 use raft_store::store::SharedState;
 use raft_store::Raft;
-use tokio::sync::watch;
 
 /// Latency buckets: 0.25 ms to about 4 s.
 fn latency_histogram() -> Histogram {
@@ -69,6 +67,11 @@ pub struct BlockLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub what: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -86,6 +89,7 @@ pub struct Metrics {
     pub leader_changes: Counter,
     pub reconciler_passes: Family<OutcomeLabels, Counter>,
     pub reconciler_duration: Histogram,
+    pub drift_repairs: Family<DriftLabels, Counter>,
     role: Family<RoleLabels, Gauge>,
     term: Gauge,
     last_log_index: Gauge,
@@ -124,6 +128,7 @@ impl Metrics {
             leader_changes: Counter::default(),
             reconciler_passes: Family::default(),
             reconciler_duration: latency_histogram(),
+            drift_repairs: Family::default(),
             role: Family::default(),
             term: Gauge::default(),
             last_log_index: Gauge::default(),
@@ -176,6 +181,11 @@ impl Metrics {
             "reconciler_pass_duration_seconds",
             "Time of one reconciler pass",
             metrics.reconciler_duration.clone(),
+        );
+        registry.register(
+            "reconciler_drift_repairs",
+            "Repairs of a kernel that had drifted from the projection, by what (firewall, routes)",
+            metrics.drift_repairs.clone(),
         );
         registry.register(
             "raft_role",
@@ -339,27 +349,6 @@ impl Metrics {
 impl Metrics {
     pub fn enabled(&self) -> bool {
         self.enabled
-    }
-}
-
-/// Counts leader changes as this node sees them, until `stop`.
-pub async fn watch_leader(metrics: Arc<Metrics>, raft: Raft, mut stop: watch::Receiver<bool>) {
-    let mut watched = raft.metrics();
-    let mut leader = watched.borrow_and_update().current_leader;
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            changed = watched.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
-        let now = watched.borrow_and_update().current_leader;
-        if now != leader {
-            metrics.leader_changes.inc();
-            leader = now;
-        }
     }
 }
 

@@ -95,8 +95,21 @@ pub fn read_archive<B: KvBackend>(backend: &B) -> Result<Vec<ArchiveRecord>, Str
 
 /// [`read_archive`], with the typed error.
 pub fn archive_records<B: KvBackend>(backend: &B) -> Result<Vec<ArchiveRecord>, Error> {
+    archive_records_after(backend, 0)
+}
+
+/// The records after sequence `after` (all of them for 0), in chain order.
+pub fn archive_records_after<B: KvBackend>(
+    backend: &B,
+    after: u64,
+) -> Result<Vec<ArchiveRecord>, Error> {
+    let start = if after == 0 {
+        Vec::new()
+    } else {
+        record_key(after.saturating_add(1)).to_vec()
+    };
     let pairs = backend
-        .range(Tree::Audit, &[], None)
+        .range(Tree::Audit, &start, None)
         .map_err(|e| Error::ArchiveUnreadable {
             reason: e.to_string(),
         })?;
@@ -114,6 +127,18 @@ pub fn archive_records<B: KvBackend>(backend: &B) -> Result<Vec<ArchiveRecord>, 
             })
         })
         .collect()
+}
+
+/// The sequence of the archive's last record (0 if it is empty).
+pub fn last_archive_sequence<B: KvBackend>(backend: &B) -> Result<u64, Error> {
+    let last = backend
+        .last(Tree::Audit)
+        .map_err(|e| Error::ArchiveUnreadable {
+            reason: e.to_string(),
+        })?;
+    Ok(last
+        .and_then(|(key, _)| key.as_slice().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
 }
 
 /// Deletes the audit records of requests stamped before `before_ms`; how

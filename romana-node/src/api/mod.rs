@@ -15,7 +15,8 @@
 //!   the forwarded writes of other members.
 //! - [`ipam`]: layout, hosts, tenants, segments, allocations.
 //! - [`policy`]: policies and `explain`.
-//! - [`audit`]: the audit archive.
+//! - [`audit`]: the audit archive, the history, the event stream.
+//! - [`ui`]: the web view's embedded files.
 //!
 //! Operator routes speak JSON; `/v1/internal/propose` (a write forwarded by
 //! another member) and the Raft routes speak bincode. Every error is a JSON
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod cluster;
 pub mod ipam;
 pub mod policy;
+pub mod ui;
 
 use std::time::{Duration, Instant};
 
@@ -293,6 +295,7 @@ fn api_routes(node: Node) -> Router {
         .merge(ipam::routes())
         .merge(policy::routes())
         .merge(audit::routes())
+        .merge(ui::routes())
         .route(PATH_METRICS, axum::routing::get(metrics_text))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(node)

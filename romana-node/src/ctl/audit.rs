@@ -13,21 +13,21 @@
 //! Times are RFC 3339 (`2026-11-27T14:03:00Z`) or relative to now (`-2h`,
 //! `-30m`).
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
 use raft_store::audit::{self, ArchiveRecord};
 use raft_store::state::{ClusterState, Effect, Outcome};
 use raft_store::store::{read_archive, SledBackend};
 use raft_store::Command;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{table, Output};
 use crate::error::Error;
+pub use crate::history::format_time;
+use crate::history::{record_json, state_view};
 use crate::http_client::ApiClient;
 use romana_api::paths::PATH_AUDIT_RECORDS;
 
@@ -128,10 +128,6 @@ pub fn parse_time(text: &str) -> Result<u64, Error> {
         .unwrap_or(0))
 }
 
-pub fn format_time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
 /// A point in history: the last record at or before a log index or a time.
 fn point(records: &[ArchiveRecord], text: &str) -> Result<u64, Error> {
     let sequence = match text.parse::<u64>() {
@@ -200,74 +196,8 @@ fn host_of(command: &Command) -> Option<&str> {
     }
 }
 
-fn record_json(record: &ArchiveRecord) -> Value {
-    json!({
-        "sequence": record.sequence,
-        "index": record.applied.index,
-        "position": record.applied.position,
-        "time": format_time(record.request.meta.timestamp_ms),
-        "actor": record.request.meta.actor,
-        "request_id": record.request.meta.request_id,
-        "request": record.request.command.to_string(),
-        "command": record.request.command,
-        "outcome": record.applied.outcome.to_string(),
-        "result": record.applied.outcome,
-        "chain": record.chain,
-    })
-}
-
-/// The state at a point, for `at` and `diff`.
-#[derive(Serialize)]
-struct StateView {
-    sequence: u64,
-    index: u64,
-    state_hash: String,
-    hosts: BTreeMap<String, Value>,
-    tenants: BTreeMap<String, Value>,
-    allocations: BTreeMap<String, Value>,
-    policies: Vec<String>,
-}
-
-fn state_view(state: &ClusterState, sequence: u64, index: u64) -> StateView {
-    StateView {
-        sequence,
-        index,
-        state_hash: state.content_hash(),
-        hosts: state
-            .nodes
-            .iter()
-            .map(|(n, r)| (n.clone(), json!({"host_number": r.host_number, "underlay_ip": r.underlay_ip})))
-            .collect(),
-        tenants: state
-            .tenants
-            .iter()
-            .map(|(n, t)| (n.clone(), json!({"number": t.number, "segments": t.segments.keys().collect::<Vec<_>>()})))
-            .collect(),
-        allocations: state
-            .allocations
-            .iter()
-            .map(|(a, r)| {
-                (
-                    a.to_string(),
-                    json!({"owner": r.owner.to_string(), "host": r.host, "tenant": r.tenant, "segment": r.segment,
-                           "pod": r.pod_name, "namespace": r.pod_namespace}),
-                )
-            })
-            .collect(),
-        // Romana policies and Kubernetes NetworkPolicies, by name.
-        policies: state
-            .policies
-            .keys()
-            .chain(state.network_policies.keys())
-            .cloned()
-            .collect(),
-    }
-}
-
 fn replay_to(records: &[ArchiveRecord], sequence: u64) -> Result<ClusterState, Error> {
-    audit::replay(records, sequence).ok_or_else(|| {
-        Error::Api("this archive does not start at the cluster's first request (the node was brought up by a snapshot, or retention pruned it): replay from another node's archive".into())
-    })
+    crate::history::replay_to(records, sequence).map_err(Error::Api)
 }
 
 /// Checks the command's arguments before any record is read, so a bad time
@@ -383,13 +313,8 @@ pub fn execute(
         }
         AuditCommand::At { point: at } => {
             let sequence = point(records, &at)?;
-            let state = replay_to(records, sequence)?;
-            let index = records
-                .iter()
-                .find(|r| r.sequence == sequence)
-                .map(|r| r.applied.index)
-                .unwrap_or(0);
-            let view = state_view(&state, sequence, index);
+            let view = crate::history::view_at(records, Some(sequence)).map_err(Error::Api)?;
+            let index = view.index;
             let value = serde_json::to_value(&view).unwrap_or(Value::Null);
             let text = match output {
                 Output::Json => json_out(&value),
@@ -479,9 +404,9 @@ pub fn execute(
         AuditCommand::Diff { from, to } => {
             let (a, b) = (point(records, &from)?, point(records, &to)?);
             let (before, after) = (
-                serde_json::to_value(state_view(&replay_to(records, a)?, a, 0))
+                serde_json::to_value(state_view(&replay_to(records, a)?, a, 0, 0))
                     .unwrap_or(Value::Null),
-                serde_json::to_value(state_view(&replay_to(records, b)?, b, 0))
+                serde_json::to_value(state_view(&replay_to(records, b)?, b, 0, 0))
                     .unwrap_or(Value::Null),
             );
             let mut changes = Vec::new();

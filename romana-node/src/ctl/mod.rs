@@ -9,6 +9,8 @@
 //!
 //! - this file: the command line and the commands.
 //! - [`audit`]: `romanactl audit`, online or from a data dir.
+//! - [`events`]: `romanactl events [--follow]`.
+//! - [`ui`]: `romanactl ui`, the web view's local relay.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +42,8 @@ use crate::tls::{self, ClusterCa, Credentials};
 use audit::{records, AuditCommand, Source};
 
 pub mod audit;
+pub mod events;
+pub mod ui;
 
 /// A write's answer, its outcome in the event model's terms.
 type WriteResult = romana_api::cluster::WriteResult<Outcome>;
@@ -118,6 +122,28 @@ pub enum CtlCommand {
     Node {
         #[command(subcommand)]
         command: NodeCommand,
+    },
+    /// The node's events (hosts joined, tenants created, policies applied,
+    /// leaders elected, drift repaired, addresses refused...), one line
+    /// each; `--follow` keeps streaming them.
+    Events {
+        /// Keep streaming new events until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events after this id (the node numbers them from its start).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Only events of this kind (repeatable): host_joined, tenant_created,
+        /// policy_applied, leader_elected, drift_repaired, address_refused, ...
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+    },
+    /// The web view: opens a local port that relays read requests to the
+    /// node with these credentials, and prints the URL to open.
+    Ui {
+        /// Where to listen (a loopback address; port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
     },
     /// Record an operator's note in the cluster's history.
     Note {
@@ -495,6 +521,12 @@ pub async fn execute(cli: Cli) -> Result<String, Error> {
                 Err(Error::Api(text.trim_end().to_string()))
             }
         }
+        CtlCommand::Events {
+            follow,
+            since,
+            kinds,
+        } => events::events(&client, cli.output, since, follow, &kinds).await,
+        CtlCommand::Ui { listen } => ui::run(client, listen).await,
         CtlCommand::Note { text, request_id } => {
             let result: WriteResult = client
                 .post(PATH_NOTES, &NoteBody { text, request_id })

@@ -160,13 +160,26 @@ impl Reconciler {
         pass
     }
 
-    /// Records the outcome of a pass; returns whether the isolation rules
-    /// are in place.
-    pub fn record(&mut self, pass: &Pass, report: &PassReport) -> bool {
+    /// Records the outcome of a pass: whether the isolation rules are in
+    /// place, and what the pass repaired that had been in place already
+    /// (the kernel drifted: someone flushed a chain or deleted a route).
+    pub fn record(&mut self, pass: &Pass, report: &PassReport) -> Recorded {
+        let mut drift = Vec::new();
         match &report.firewall {
             Some(Ok(changed)) => {
                 if *changed {
-                    tracing::info!("isolation rules converged");
+                    // In place before and the same rules wanted (a change
+                    // of them clears `firewall_in_place` in `plan`): the
+                    // kernel's copy had drifted.
+                    if self.firewall_in_place {
+                        drift.push(DriftRepair {
+                            what: "firewall",
+                            detail: "isolation rules or sets differed from the projection".into(),
+                        });
+                        tracing::warn!("isolation rules had drifted; restored");
+                    } else {
+                        tracing::info!("isolation rules converged");
+                    }
                 }
                 self.firewall_in_place = true;
             }
@@ -180,6 +193,16 @@ impl Reconciler {
             match result {
                 Ok(plan) => {
                     if !plan.is_empty() {
+                        if self.last_routes.as_ref() == Some(desired) {
+                            drift.push(DriftRepair {
+                                what: "routes",
+                                detail: format!(
+                                    "{} routes restored, {} removed",
+                                    plan.upsert.len(),
+                                    plan.delete.len()
+                                ),
+                            });
+                        }
                         tracing::info!(upsert = ?plan.upsert, delete = ?plan.delete, "routes converged");
                     } else if self.last_routes.as_ref() != Some(desired) {
                         tracing::debug!(routes = desired.len(), "routes already converged");
@@ -189,8 +212,26 @@ impl Reconciler {
                 Err(e) => tracing::warn!(error = %e, "route reconcile failed; retrying"),
             }
         }
-        self.firewall_in_place
+        Recorded {
+            firewall_in_place: self.firewall_in_place,
+            drift,
+        }
     }
+}
+
+/// What [`Reconciler::record`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub firewall_in_place: bool,
+    /// What the pass put back.
+    pub drift: Vec<DriftRepair>,
+}
+
+/// One repair of drift: `what` (`firewall` or `routes`) and how much.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DriftRepair {
+    pub what: &'static str,
+    pub detail: String,
 }
 
 /// Carries out a pass on the dataplane. Blocking.
@@ -233,6 +274,7 @@ pub async fn run<D: Dataplane>(
     firewall_ready: Arc<AtomicBool>,
     dataplane: D,
     metrics: Arc<crate::metrics::Metrics>,
+    events: Arc<crate::events::EventBus>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut applied = shared.subscribe();
@@ -281,7 +323,21 @@ pub async fn run<D: Dataplane>(
                 outcome: if failed { "failed" } else { "ok" }.into(),
             })
             .inc();
-        if reconciler.record(&pass, &report) {
+        let recorded = reconciler.record(&pass, &report);
+        for repair in recorded.drift {
+            metrics
+                .drift_repairs
+                .get_or_create(&crate::metrics::DriftLabels {
+                    what: repair.what.into(),
+                })
+                .inc();
+            events.emit(crate::events::NewEvent::new(
+                "drift_repaired",
+                format!("{} repaired: {}", repair.what, repair.detail),
+                serde_json::json!({ "what": repair.what, "detail": repair.detail }),
+            ));
+        }
+        if recorded.firewall_in_place {
             firewall_ready.store(true, Ordering::SeqCst);
         }
     }
@@ -348,7 +404,7 @@ mod tests {
     ) -> bool {
         let pass = reconciler.plan(state, drift_check);
         let report = execute(dataplane, &pass);
-        reconciler.record(&pass, &report)
+        reconciler.record(&pass, &report).firewall_in_place
     }
 
     #[test]

@@ -16,6 +16,7 @@
 pub mod batcher;
 pub mod join;
 pub mod membership;
+pub mod observe;
 pub mod write;
 
 use std::collections::BTreeMap;
@@ -69,6 +70,8 @@ pub struct NodeInner {
     pub tls: NodeTls,
     /// What `GET /metrics` reports.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// What `GET /v1/events` serves (and the `romana::event` log lines).
+    pub events: Arc<crate::events::EventBus>,
     /// Pooled client for calls to other members (forwarded writes).
     pub peers: ApiClient,
     /// Gathers requests into log entries while this node leads.
@@ -320,6 +323,7 @@ pub async fn open(
             state_hash: std::sync::Mutex::new(None),
             peers,
             metrics: Arc::new(crate::metrics::Metrics::new(config.metrics)),
+            events: Arc::new(crate::events::EventBus::new(config.name.clone())),
             config,
             node_id,
             raft,
