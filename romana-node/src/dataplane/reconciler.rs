@@ -494,4 +494,44 @@ mod tests {
             16
         )));
     }
+
+    #[test]
+    fn a_kernel_changed_behind_the_reconcilers_back_is_repaired_and_reported_as_drift() {
+        // Goal: changes the projection asked for are not drift; a flushed
+        // chain or a deleted route found by the drift check is, once each.
+        let mut state = two_hosts_one_tenant();
+        let mut reconciler = Reconciler::new(settings());
+        let mut dataplane = Recording::default();
+        let mut run =
+            |reconciler: &mut Reconciler, dataplane: &mut Recording, state: &ClusterState| {
+                let pass = reconciler.plan(state, true);
+                let report = execute(dataplane, &pass);
+                reconciler.record(&pass, &report).drift
+            };
+        assert!(
+            run(&mut reconciler, &mut dataplane, &state).is_empty(),
+            "first convergence"
+        );
+        apply(&mut state, 5, Command::CreateTenant { name: "t2".into() });
+        assert!(
+            run(&mut reconciler, &mut dataplane, &state).is_empty(),
+            "a new tenant's rules are a change, not drift"
+        );
+        assert!(
+            run(&mut reconciler, &mut dataplane, &state).is_empty(),
+            "nothing changed"
+        );
+
+        dataplane.chains = None;
+        dataplane.routes.clear();
+        let drift = run(&mut reconciler, &mut dataplane, &state);
+        let what: Vec<&str> = drift.iter().map(|d| d.what).collect();
+        assert_eq!(what, ["firewall", "routes"], "{drift:?}");
+        assert_eq!(dataplane.routes.len(), 1, "the route is back");
+        assert!(dataplane.chains.is_some(), "the chains are back");
+        assert!(
+            run(&mut reconciler, &mut dataplane, &state).is_empty(),
+            "repaired once, then quiet"
+        );
+    }
 }
