@@ -502,12 +502,11 @@ mod tests {
         let mut state = two_hosts_one_tenant();
         let mut reconciler = Reconciler::new(settings());
         let mut dataplane = Recording::default();
-        let mut run =
-            |reconciler: &mut Reconciler, dataplane: &mut Recording, state: &ClusterState| {
-                let pass = reconciler.plan(state, true);
-                let report = execute(dataplane, &pass);
-                reconciler.record(&pass, &report).drift
-            };
+        let run = |reconciler: &mut Reconciler, dataplane: &mut Recording, state: &ClusterState| {
+            let pass = reconciler.plan(state, true);
+            let report = execute(dataplane, &pass);
+            reconciler.record(&pass, &report).drift
+        };
         assert!(
             run(&mut reconciler, &mut dataplane, &state).is_empty(),
             "first convergence"
