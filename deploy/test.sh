@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source deploy/lib/prerequisites.sh
 install_prerequisites
 install_go
+install_ui_test_tools
 
 # The Kubernetes lab's components and images, cached outside the tree
 # (a warm run builds nothing).

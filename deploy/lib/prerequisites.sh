@@ -13,10 +13,32 @@ log() { printf '==> %s\n' "$*" >&2; }
 # with openssl and its test image from busybox-static and netcat-openbsd
 # (a UDP-capable nc). The romana-node image (deploy/kubernetes/image.sh) takes
 # Debian's iptables and ipset, and strips the binaries with binutils. The TLS
-# test captures the peers' traffic with tcpdump.
+# test captures the peers' traffic with tcpdump. The web view's browser test
+# drives Debian's headless chromium with Playwright (playwright-core from npm,
+# under Node.js).
 DEBIAN_PACKAGES=(ca-certificates gcc libc6-dev pkg-config iproute2 iptables procps curl
   containernetworking-plugins podman runc busybox-static iputils-ping iperf3 python3 time
-  containerd openssl netcat-openbsd util-linux jq ipset binutils tcpdump)
+  containerd openssl netcat-openbsd util-linux jq ipset binutils tcpdump chromium nodejs)
+
+# Playwright for the web view's browser test (romana-node/tests/ui.rs), from
+# the lock file in romana-node/tests/ui, installed outside the tree and
+# reinstalled only when the lock file changes.
+UI_TEST_MODULES=/var/cache/romana/ui-test
+install_ui_test_tools() {
+  if ! command -v npm >/dev/null 2>&1; then
+    log "installing Debian's npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  local lock=romana-node/tests/ui/package-lock.json
+  if ! cmp -s "$lock" "$UI_TEST_MODULES/package-lock.json" ||
+    [[ ! -d $UI_TEST_MODULES/node_modules/playwright-core ]]; then
+    log "installing playwright-core into $UI_TEST_MODULES"
+    mkdir -p "$UI_TEST_MODULES"
+    cp romana-node/tests/ui/package.json "$lock" "$UI_TEST_MODULES/"
+    npm ci --prefix "$UI_TEST_MODULES" --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+  export ROMANA_UI_NODE_MODULES="$UI_TEST_MODULES/node_modules"
+}
 
 # Go for the Kubernetes build: the machine's own (/usr/local/go), else
 # Debian's if it is new enough (Kubernetes 1.34 needs Go 1.24).
