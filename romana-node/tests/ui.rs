@@ -215,6 +215,76 @@ async fn the_web_view_shows_the_lab_and_its_history_in_a_browser() {
         assert!(size > 1000, "screenshot {shot}: {size} bytes");
     }
     println!("screenshots in {}", screenshots.display());
+
+    // The relay's own guards, request by request.
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_string();
+    let token = url.split("token=").nth(1).expect("token").to_string();
+    let ask = |request: String| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&authority).expect("connect to the relay");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let get = |path: &str, host: &str, cookie: Option<&str>| {
+        let cookie = cookie
+            .map(|t| format!("Cookie: romana_ui={t}\r\n"))
+            .unwrap_or_default();
+        ask(format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"
+        ))
+    };
+    let status = |answer: &str| answer.split(' ').nth(1).unwrap_or_default().to_string();
+    assert_eq!(status(&get("/v1/status", &authority, Some(&token))), "200");
+    let exchanged = get(&format!("/ui/?token={token}"), &authority, None);
+    assert_eq!(status(&exchanged), "303", "{exchanged}");
+    assert!(
+        exchanged.contains("HttpOnly") && exchanged.contains("SameSite=Strict"),
+        "{exchanged}"
+    );
+    assert!(
+        exchanged.to_lowercase().contains("location: /ui/\r\n"),
+        "{exchanged}"
+    );
+    assert_eq!(
+        status(&get("/v1/status", &authority, None)),
+        "401",
+        "no cookie"
+    );
+    assert_eq!(
+        status(&get("/v1/status", &authority, Some("0123"))),
+        "401",
+        "wrong cookie"
+    );
+    assert_eq!(
+        status(&get(&format!("/ui/?token={}x", token), &authority, None)),
+        "401"
+    );
+    assert_eq!(
+        status(&get("/v1/status", "evil.example:80", Some(&token))),
+        "403",
+        "a foreign Host (DNS rebinding) is refused"
+    );
+    let post = ask(format!(
+        "POST /v1/tenants HTTP/1.1\r\nHost: {authority}\r\nCookie: romana_ui={token}\r\nContent-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{{\"name\":\"evil\"}}"
+    ));
+    assert_eq!(status(&post), "405", "read-only: {post}");
+    let internal = get("/v1/internal/propose", &authority, Some(&token));
+    assert!(
+        !internal.starts_with("HTTP/1.1 2"),
+        "internal routes are not relayed: {internal}"
+    );
+    let tenants = ctl_ok(s, &["-o", "json", "tenant", "list"]);
+    assert!(!tenants.contains("evil"), "{tenants}");
     assert!(!relay.has_exited(), "the relay served the whole run");
     let _ = relay.wait_exit(Duration::ZERO);
 }
