@@ -89,3 +89,8 @@ pub fn address(address: impl std::fmt::Display) -> String {
 pub fn policy(name: &str) -> String {
     format!("{PATH_POLICIES}/{name}")
 }
+
+/// Header the CNI plugin sends with every request: the CNI command it runs
+/// (`ADD`, `DEL`, `CHECK`, `STATUS`, `GC`), so the node can count CNI
+/// requests apart from romanactl's.
+pub const CNI_COMMAND_HEADER: &str = "x-romana-cni-command";

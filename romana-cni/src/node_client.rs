@@ -67,11 +67,23 @@ impl Answer {
 
 pub struct NodeClient {
     endpoint: NodeEndpoint,
+    /// The CNI command this invocation runs, sent in a header.
+    command: Option<&'static str>,
 }
 
 impl NodeClient {
     pub fn new(endpoint: NodeEndpoint) -> Result<Self> {
-        Ok(Self { endpoint })
+        Ok(Self {
+            endpoint,
+            command: None,
+        })
+    }
+
+    /// Tells the node which CNI command its requests serve (its metrics
+    /// count CNI requests by command).
+    pub fn for_command(mut self, command: &'static str) -> Self {
+        self.command = Some(command);
+        self
     }
 
     fn describe(&self) -> String {
@@ -101,6 +113,12 @@ impl NodeClient {
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
             payload.len()
         );
+        if let Some(command) = self.command {
+            request.push_str(&format!(
+                "{}: {command}\r\n",
+                romana_api::paths::CNI_COMMAND_HEADER
+            ));
+        }
         request.push_str("\r\n");
         request.push_str(&payload);
         let raw = match &self.endpoint {

@@ -299,7 +299,7 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
         tenant.as_deref().unwrap_or("(the node's choice)"),
         segment.as_deref().unwrap_or("(the node's choice)")
     ));
-    let client = NodeClient::new(config.node.clone())?;
+    let client = NodeClient::new(config.node.clone())?.for_command("ADD");
     let host_veth = host_veth_name(container_id, ifname);
     let mut host = Netlink::open_here().map_err(dataplane)?;
     if host.link(&host_veth).map_err(dataplane)?.is_some() {
@@ -454,7 +454,8 @@ fn post_and_log_outcome(
     label: &str,
     log: &Log,
 ) -> Result<()> {
-    let client = NodeClient::new(config.node.clone())?;
+    let command = if path == PATH_GC { "GC" } else { "DEL" };
+    let client = NodeClient::new(config.node.clone())?.for_command(command);
     let answer = client.post(path, body)?;
     if !answer.is_success() {
         return Err(answer.into_error(what));
@@ -583,7 +584,7 @@ fn cmd_check(environment: &Environment, config: &NetConf, _log: &Log) -> Result<
             "the host route to {address} via {host_veth} is missing"
         )));
     }
-    let client = NodeClient::new(config.node.clone())?;
+    let client = NodeClient::new(config.node.clone())?.for_command("CHECK");
     let answer = client.get(&paths::address(address))?;
     if !answer.is_success() {
         return Err(answer.into_error("look up the allocation"));
@@ -601,7 +602,7 @@ fn cmd_check(environment: &Environment, config: &NetConf, _log: &Log) -> Result<
 
 fn cmd_status(config: &NetConf, _log: &Log) -> Result<()> {
     let unavailable = |reason: String| CniError::new(code::PLUGIN_NOT_AVAILABLE, reason);
-    let client = NodeClient::new(config.node.clone())?;
+    let client = NodeClient::new(config.node.clone())?.for_command("STATUS");
     let answer = client.get(PATH_READY).map_err(|e| unavailable(e.msg))?;
     if !answer.is_success() {
         return Err(unavailable(format!(

@@ -150,14 +150,18 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        (
+        let code = self.code();
+        let mut response = (
             status,
             Json(ErrorBody {
                 error: self.message(),
-                code: self.code(),
+                code,
             }),
         )
-            .into_response()
+            .into_response();
+        // For the metrics, which count CNI errors by code.
+        response.extensions_mut().insert(code);
+        response
     }
 }
 

@@ -76,6 +76,56 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerRpcLabels {
+    pub peer: String,
+    pub rpc: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerRpcErrorLabels {
+    pub peer: String,
+    pub rpc: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhatLabels {
+    pub what: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub command: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandOutcomeLabels {
+    pub command: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceKindLabels {
+    pub resource: String,
+    pub kind: String,
+}
+
+/// Entries per log entry the batcher proposes: 1 to 512.
+fn batch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 10))
+}
+
 /// Every metric of a node.
 pub struct Metrics {
     /// Off (`--metrics=false`): nothing is counted or rendered.
@@ -90,6 +140,22 @@ pub struct Metrics {
     pub reconciler_passes: Family<OutcomeLabels, Counter>,
     pub reconciler_duration: Histogram,
     pub drift_repairs: Family<DriftLabels, Counter>,
+    pub rpc_duration: Family<PeerRpcLabels, Histogram, fn() -> Histogram>,
+    pub rpc_errors: Family<PeerRpcErrorLabels, Counter>,
+    pub batch_size: Histogram,
+    pub allocations: Counter,
+    pub releases: Family<CauseLabels, Counter>,
+    pub dataplane_duration: Family<WhatLabels, Histogram, fn() -> Histogram>,
+    pub dataplane_failures: Family<WhatLabels, Counter>,
+    pub iptables_rules: Gauge,
+    pub ipset_entries: Gauge,
+    pub host_routes: Gauge,
+    pub cni_requests: Family<CommandOutcomeLabels, Counter>,
+    pub cni_duration: Family<CommandLabels, Histogram, fn() -> Histogram>,
+    pub kubernetes_watch_restarts: Family<ResourceLabels, Counter>,
+    pub kubernetes_events: Family<ResourceKindLabels, Counter>,
+    pub kubernetes_mirror_duration: Histogram,
+    log_entries: Gauge,
     role: Family<RoleLabels, Gauge>,
     term: Gauge,
     last_log_index: Gauge,
@@ -129,6 +195,22 @@ impl Metrics {
             reconciler_passes: Family::default(),
             reconciler_duration: latency_histogram(),
             drift_repairs: Family::default(),
+            rpc_duration: Family::new_with_constructor(latency_histogram),
+            rpc_errors: Family::default(),
+            batch_size: batch_histogram(),
+            allocations: Counter::default(),
+            releases: Family::default(),
+            dataplane_duration: Family::new_with_constructor(latency_histogram),
+            dataplane_failures: Family::default(),
+            iptables_rules: Gauge::default(),
+            ipset_entries: Gauge::default(),
+            host_routes: Gauge::default(),
+            cni_requests: Family::default(),
+            cni_duration: Family::new_with_constructor(latency_histogram),
+            kubernetes_watch_restarts: Family::default(),
+            kubernetes_events: Family::default(),
+            kubernetes_mirror_duration: latency_histogram(),
+            log_entries: Gauge::default(),
             role: Family::default(),
             term: Gauge::default(),
             last_log_index: Gauge::default(),
@@ -186,6 +268,86 @@ impl Metrics {
             "reconciler_drift_repairs",
             "Repairs of a kernel that had drifted from the projection, by what (firewall, routes)",
             metrics.drift_repairs.clone(),
+        );
+        registry.register(
+            "raft_rpc_duration_seconds",
+            "Raft RPCs this node made, by peer and RPC (append_entries, vote, install_snapshot)",
+            metrics.rpc_duration.clone(),
+        );
+        registry.register(
+            "raft_rpc_errors",
+            "Raft RPCs that failed, by peer, RPC and error (unreachable, timeout, network, remote)",
+            metrics.rpc_errors.clone(),
+        );
+        registry.register(
+            "raft_log_entries",
+            "Entries in this node's Raft log (last index minus purged index)",
+            metrics.log_entries.clone(),
+        );
+        registry.register(
+            "write_batch_size",
+            "Requests per log entry this node proposed as leader",
+            metrics.batch_size.clone(),
+        );
+        registry.register(
+            "ipam_allocations",
+            "Addresses allocated by entries this node applied since it started (repeats of a held address not counted)",
+            metrics.allocations.clone(),
+        );
+        registry.register(
+            "ipam_releases",
+            "Addresses released by entries this node applied since it started, by cause (release, gc, host_removed)",
+            metrics.releases.clone(),
+        );
+        registry.register(
+            "dataplane_transaction_duration_seconds",
+            "Time of one kernel transaction, by what (firewall: ipset restore, iptables-restore, stale set removal; routes: observe and apply)",
+            metrics.dataplane_duration.clone(),
+        );
+        registry.register(
+            "dataplane_transaction_failures",
+            "Kernel transactions that failed, by what (firewall, routes)",
+            metrics.dataplane_failures.clone(),
+        );
+        registry.register(
+            "dataplane_iptables_rules",
+            "Rules in Romana's chains as last installed",
+            metrics.iptables_rules.clone(),
+        );
+        registry.register(
+            "dataplane_ipset_entries",
+            "Members of Romana's ipsets as last installed",
+            metrics.ipset_entries.clone(),
+        );
+        registry.register(
+            "dataplane_routes",
+            "Romana host routes as last converged",
+            metrics.host_routes.clone(),
+        );
+        registry.register(
+            "cni_requests",
+            "CNI requests as the node sees them (ADD: allocation, DEL: release, CHECK: address lookup on the local socket), by command and outcome (ok or the error code)",
+            metrics.cni_requests.clone(),
+        );
+        registry.register(
+            "cni_request_duration_seconds",
+            "Time the node took to answer a CNI request, by command",
+            metrics.cni_duration.clone(),
+        );
+        registry.register(
+            "kubernetes_watch_restarts",
+            "Kubernetes watches restarted after an error, by resource",
+            metrics.kubernetes_watch_restarts.clone(),
+        );
+        registry.register(
+            "kubernetes_events",
+            "Kubernetes watch events the controller handled, by resource and kind (apply, delete, init)",
+            metrics.kubernetes_events.clone(),
+        );
+        registry.register(
+            "kubernetes_mirror_duration_seconds",
+            "Time from a watch event's arrival to its mirror write being committed",
+            metrics.kubernetes_mirror_duration.clone(),
         );
         registry.register(
             "raft_role",
@@ -276,6 +438,8 @@ impl Metrics {
         self.applied_index.set(to_i64(applied));
         self.apply_lag.set(to_i64(last_log.saturating_sub(applied)));
         self.snapshot_index.set(to_i64(index(metrics.snapshot)));
+        self.log_entries
+            .set(to_i64(last_log.saturating_sub(index(metrics.purged))));
         let membership = metrics.membership_config.membership();
         let voters = membership.voter_ids().count();
         let all = membership.nodes().count();
@@ -350,6 +514,85 @@ impl Metrics {
     pub fn enabled(&self) -> bool {
         self.enabled
     }
+
+    /// Counts what one applied record did to the address pool.
+    pub fn observe_record(&self, record: &raft_store::audit::ArchiveRecord) {
+        use raft_store::entry::Command;
+        use raft_store::{Effect, Outcome};
+        if !self.enabled {
+            return;
+        }
+        let release = |cause: &str, count: usize| {
+            if count > 0 {
+                self.releases
+                    .get_or_create(&CauseLabels {
+                        cause: cause.into(),
+                    })
+                    .inc_by(count as u64);
+            }
+        };
+        match (&record.request.command, &record.applied.outcome) {
+            (
+                Command::AllocateAddress(_),
+                Outcome::Applied(Effect::AddressAllocated {
+                    existing: false, ..
+                }),
+            ) => {
+                self.allocations.inc();
+            }
+            (Command::ReleaseAddress(_), Outcome::Applied(Effect::AddressReleased { .. })) => {
+                release("release", 1);
+            }
+            (_, Outcome::Applied(Effect::GarbageCollected { released })) => {
+                release("gc", released.len());
+            }
+            (_, Outcome::Applied(Effect::NodeRemoved { released, .. })) => {
+                release("host_removed", released.len());
+            }
+            _ => {}
+        }
+    }
+
+    /// Records one CNI request as the node answered it.
+    pub fn observe_cni(&self, command: &str, took: Duration, outcome: &str) {
+        if !self.enabled {
+            return;
+        }
+        self.cni_duration
+            .get_or_create(&CommandLabels {
+                command: command.into(),
+            })
+            .observe(took.as_secs_f64());
+        self.cni_requests
+            .get_or_create(&CommandOutcomeLabels {
+                command: command.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+}
+
+impl raft_store::transport::RpcObserver for Metrics {
+    fn observed(&self, peer: &str, rpc: &'static str, took: Duration, error: Option<&'static str>) {
+        if !self.enabled {
+            return;
+        }
+        self.rpc_duration
+            .get_or_create(&PeerRpcLabels {
+                peer: peer.into(),
+                rpc: rpc.into(),
+            })
+            .observe(took.as_secs_f64());
+        if let Some(error) = error {
+            self.rpc_errors
+                .get_or_create(&PeerRpcErrorLabels {
+                    peer: peer.into(),
+                    rpc: rpc.into(),
+                    error: error.into(),
+                })
+                .inc();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -393,6 +636,47 @@ mod tests {
             .reconciler_passes
             .get_or_create(&OutcomeLabels {
                 outcome: "ok".into(),
+            })
+            .inc();
+        use raft_store::transport::RpcObserver;
+        metrics.observed(
+            "n1",
+            "append_entries",
+            Duration::from_millis(1),
+            Some("timeout"),
+        );
+        metrics.batch_size.observe(3.0);
+        metrics.allocations.inc();
+        metrics
+            .releases
+            .get_or_create(&CauseLabels { cause: "gc".into() })
+            .inc();
+        let what = WhatLabels {
+            what: "firewall".into(),
+        };
+        metrics
+            .dataplane_duration
+            .get_or_create(&what)
+            .observe(0.01);
+        metrics.dataplane_failures.get_or_create(&what).inc();
+        metrics.observe_cni("ADD", Duration::from_millis(3), "ok");
+        metrics
+            .drift_repairs
+            .get_or_create(&DriftLabels {
+                what: "routes".into(),
+            })
+            .inc();
+        metrics
+            .kubernetes_watch_restarts
+            .get_or_create(&ResourceLabels {
+                resource: "pods".into(),
+            })
+            .inc();
+        metrics
+            .kubernetes_events
+            .get_or_create(&ResourceKindLabels {
+                resource: "pods".into(),
+                kind: "apply".into(),
             })
             .inc();
         let mut text = String::new();

@@ -95,9 +95,11 @@ async fn metrics_parse_and_move_with_the_cluster() {
         .iter()
         .map(|n| n.tcp_client_as(Role::Reader, "prometheus"))
         .collect();
+    let mut allocations_before = Vec::new();
     for reader in &readers {
         let before = scrape(reader).await;
         assert_eq!(value(&before, "romana_ipam_addresses_in_use", &[]), 0.0);
+        allocations_before.push(value(&before, "romana_ipam_allocations_total", &[]));
     }
 
     // Ten allocations through n1's socket.
@@ -131,6 +133,17 @@ async fn metrics_parse_and_move_with_the_cluster() {
         assert_eq!(
             value(&after, "romana_raft_members", &[("role", "voter")]),
             3.0
+        );
+        // Counted from the applied log on every node, not only where
+        // the allocations were made.
+        assert_eq!(
+            value(&after, "romana_ipam_allocations_total", &[]) - allocations_before[i],
+            10.0,
+            "n{i}"
+        );
+        assert!(
+            value(&after, "romana_raft_log_entries", &[]) >= 10.0,
+            "n{i}"
         );
         // The applied index is the status's (read until both agree: the
         // cluster is quiet, nothing else is written).
@@ -169,6 +182,21 @@ async fn metrics_parse_and_move_with_the_cluster() {
         .clone()
         .expect("a leader");
     let leader_index: usize = leader[1..].parse().expect("nN");
+    // The leader replicates to both peers and batches the writes.
+    let on_leader = scrape(&readers[leader_index]).await;
+    for peer in (0..3).filter(|i| *i != leader_index) {
+        let peer = format!("n{peer}");
+        assert!(
+            value(
+                &on_leader,
+                "romana_raft_rpc_duration_seconds_count",
+                &[("peer", &peer), ("rpc", "append_entries")]
+            ) > 0.0,
+            "append_entries to {peer}"
+        );
+    }
+    assert!(value(&on_leader, "romana_write_batch_size_count", &[]) >= 1.0);
+    assert!(value(&on_leader, "romana_write_batch_size_sum", &[]) >= 10.0);
     // Anonymous TLS clients get no metrics.
     let anonymous = romana_node::http_client::ApiClient::new(
         romana_node::http_client::Endpoint::Tcp(cluster.nodes[0].address()),

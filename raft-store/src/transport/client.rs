@@ -47,6 +47,20 @@ pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// Idle pooled connections kept per peer.
 pub const MAX_IDLE_CONNECTIONS_PER_PEER: usize = 8;
 
+/// Told of every Raft RPC this node makes (the node's metrics): the peer's
+/// name, the RPC (`append_entries`, `vote`, `install_snapshot`), how long
+/// it took, and how it failed (`unreachable`, `timeout`, `network`,
+/// `remote`) if it did.
+pub trait RpcObserver: Send + Sync {
+    fn observed(
+        &self,
+        peer: &str,
+        rpc: &'static str,
+        took: std::time::Duration,
+        error: Option<&'static str>,
+    );
+}
+
 /// Dials peers for one node.
 #[derive(Clone)]
 pub struct PeerNetwork<C = HttpConnector> {
@@ -55,6 +69,7 @@ pub struct PeerNetwork<C = HttpConnector> {
     client: Client<C, Full<Bytes>>,
     /// `http` or `https`: what the connector speaks.
     scheme: &'static str,
+    observer: Option<std::sync::Arc<dyn RpcObserver>>,
 }
 
 impl PeerNetwork<HttpConnector> {
@@ -78,7 +93,14 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerNetwork<C> {
             node_id,
             client,
             scheme,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every RPC.
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn RpcObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }
 
@@ -89,6 +111,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> RaftNetworkFactory<TypeConfig> 
         PeerConnection {
             network: self.clone(),
             target,
+            peer: node.name.clone(),
             base_url: format!("{}://{}", self.scheme, node.address),
         }
     }
@@ -98,6 +121,8 @@ impl<C: Connect + Clone + Send + Sync + 'static> RaftNetworkFactory<TypeConfig> 
 pub struct PeerConnection<C> {
     network: PeerNetwork<C>,
     target: NodeId,
+    /// The peer's name (for the observer).
+    peer: String,
     base_url: String,
 }
 
@@ -198,7 +223,8 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
         };
 
         let deadline = option.hard_ttl();
-        match tokio::time::timeout(deadline, exchange).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(deadline, exchange).await {
             Ok(result) => result,
             Err(_) => Err(RPCError::Timeout(Timeout {
                 action,
@@ -206,7 +232,23 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
                 target: self.target,
                 timeout: deadline,
             })),
+        };
+        if let Some(observer) = &self.network.observer {
+            let rpc = match action {
+                RPCTypes::Vote => "vote",
+                RPCTypes::AppendEntries => "append_entries",
+                RPCTypes::InstallSnapshot => "install_snapshot",
+            };
+            let error = match &result {
+                Ok(_) => None,
+                Err(RPCError::Unreachable(_)) => Some("unreachable"),
+                Err(RPCError::Timeout(_)) => Some("timeout"),
+                Err(RPCError::RemoteError(_)) => Some("remote"),
+                Err(_) => Some("network"),
+            };
+            observer.observed(&self.peer, rpc, started.elapsed(), error);
         }
+        result
     }
 }
 

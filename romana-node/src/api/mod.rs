@@ -42,7 +42,8 @@ use raft_store::transport::raft_routes;
 use romana_api::cluster::WriteResult;
 use romana_api::headers::ACTOR_HEADER;
 use romana_api::paths::{
-    PATH_EXPLAIN, PATH_EXPLAIN_MATRIX, PATH_JOIN, PATH_JOIN_TOKEN_REDEEM, PATH_METRICS,
+    PATH_ALLOCATIONS, PATH_EXPLAIN, PATH_EXPLAIN_MATRIX, PATH_JOIN, PATH_JOIN_TOKEN_REDEEM,
+    PATH_METRICS, PATH_READY,
 };
 use romana_api::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
@@ -109,9 +110,26 @@ async fn track(
         .map_or("unmatched", |path| path.as_str())
         .to_string();
     let method = method_label(request.method()).to_string();
+    let cni = cni_command(&request, &route);
     let started = Instant::now();
     let response = next.run(request).await;
     let metrics = &node.metrics;
+    if let Some(command) = cni {
+        let outcome = if response.status().is_success() {
+            "ok".to_string()
+        } else {
+            let code = response
+                .extensions()
+                .get::<ErrorCode>()
+                .copied()
+                .unwrap_or_else(|| code_of_status(response.status()));
+            serde_json::to_value(code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "other".into())
+        };
+        metrics.observe_cni(command, started.elapsed(), &outcome);
+    }
     metrics
         .request_duration
         .get_or_create(&crate::metrics::RouteLatencyLabels {
@@ -129,6 +147,43 @@ async fn track(
         })
         .inc();
     response
+}
+
+/// The error code of an answer that carries only a status.
+fn code_of_status(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::MISDIRECTED_REQUEST => ErrorCode::Misdirected,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        status if status.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    }
+}
+
+/// The CNI command a request serves, if the plugin sent it and this is
+/// the request that carries out the command: ADD's allocation, DEL's
+/// release, CHECK's address lookup, GC's collection, STATUS's readiness
+/// (an ADD's tenant lookup or rollback is not counted as a second ADD).
+fn cni_command(request: &Request, route: &str) -> Option<&'static str> {
+    let command = request
+        .headers()
+        .get(romana_api::paths::CNI_COMMAND_HEADER)?
+        .to_str()
+        .ok()?;
+    let method = request.method();
+    let (name, wanted_method, wanted_route) = match command {
+        "ADD" => ("ADD", Method::POST, PATH_ALLOCATIONS),
+        "DEL" => ("DEL", Method::POST, romana_api::paths::PATH_RELEASE),
+        "CHECK" => ("CHECK", Method::GET, romana_api::paths::ADDRESS_ROUTE),
+        "GC" => ("GC", Method::POST, romana_api::paths::PATH_GC),
+        "STATUS" => ("STATUS", Method::GET, PATH_READY),
+        _ => return None,
+    };
+    (*method == wanted_method && route == wanted_route).then_some(name)
 }
 
 /// The method as a metric label: the standard ones by name, anything else
@@ -331,17 +386,7 @@ async fn json_errors(response: Response) -> Response {
     } else {
         text
     };
-    let code = match status {
-        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
-        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
-        StatusCode::NOT_FOUND => ErrorCode::NotFound,
-        StatusCode::CONFLICT => ErrorCode::Conflict,
-        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-        StatusCode::MISDIRECTED_REQUEST => ErrorCode::Misdirected,
-        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
-        status if status.is_server_error() => ErrorCode::Internal,
-        _ => ErrorCode::BadRequest,
-    };
+    let code = code_of_status(status);
     (status, Json(ErrorBody { error, code })).into_response()
 }
 

@@ -98,6 +98,9 @@ pub struct PassReport {
     pub firewall: Option<Result<bool, DataplaneError>>,
     /// The route plan applied, if routes were converged.
     pub routes: Option<Result<RoutePlan, DataplaneError>>,
+    /// How long the firewall's transaction and the routes' took.
+    pub firewall_took: Duration,
+    pub routes_took: Duration,
 }
 
 /// The reconciler's memory between wakes.
@@ -236,15 +239,58 @@ pub struct DriftRepair {
 
 /// Carries out a pass on the dataplane. Blocking.
 pub fn execute<D: Dataplane>(dataplane: &mut D, pass: &Pass) -> PassReport {
+    let started = std::time::Instant::now();
+    let firewall = pass
+        .firewall
+        .as_ref()
+        .map(|desired| dataplane.converge_firewall(desired));
+    let firewall_took = started.elapsed();
+    let started = std::time::Instant::now();
+    let routes = pass
+        .routes
+        .as_ref()
+        .map(|(desired, layout)| converge_routes(dataplane, desired, layout));
     PassReport {
-        firewall: pass
-            .firewall
-            .as_ref()
-            .map(|desired| dataplane.converge_firewall(desired)),
-        routes: pass
-            .routes
-            .as_ref()
-            .map(|(desired, layout)| converge_routes(dataplane, desired, layout)),
+        firewall,
+        routes,
+        firewall_took,
+        routes_took: started.elapsed(),
+    }
+}
+
+/// The dataplane's figures of one pass: transaction times and failures,
+/// and what is installed once a transaction succeeded.
+fn observe_pass(metrics: &crate::metrics::Metrics, pass: &Pass, report: &PassReport) {
+    if !metrics.enabled() {
+        return;
+    }
+    let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let transaction = |what: &str, took: Duration, failed: bool| {
+        let labels = crate::metrics::WhatLabels { what: what.into() };
+        metrics
+            .dataplane_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if failed {
+            metrics.dataplane_failures.get_or_create(&labels).inc();
+        }
+    };
+    if let (Some(result), Some(desired)) = (&report.firewall, &pass.firewall) {
+        transaction("firewall", report.firewall_took, result.is_err());
+        if result.is_ok() {
+            metrics
+                .iptables_rules
+                .set(to_i64(desired.chains.values().map(Vec::len).sum()));
+            metrics
+                .ipset_entries
+                .set(to_i64(desired.sets.values().map(|s| s.members.len()).sum()));
+        }
+    }
+    if let (Some(result), Some((desired, _))) = (&report.routes, &pass.routes) {
+        transaction("routes", report.routes_took, result.is_err());
+        if result.is_ok() {
+            metrics.host_routes.set(to_i64(desired.len()));
+        }
     }
 }
 
@@ -315,6 +361,7 @@ pub async fn run<D: Dataplane>(
         metrics
             .reconciler_duration
             .observe(started.elapsed().as_secs_f64());
+        observe_pass(&metrics, &pass, &report);
         let failed =
             matches!(report.firewall, Some(Err(_))) || matches!(report.routes, Some(Err(_)));
         metrics

@@ -159,6 +159,7 @@ where
         kind: &'static str,
         tasks: &mut JoinSet<()>,
         notify: Arc<Notify>,
+        observed: Observed,
     ) -> Self {
         let (store, writer) = reflector::store();
         let ready = Arc::new(AtomicBool::new(false));
@@ -170,14 +171,21 @@ where
         tasks.spawn(async move {
             futures::pin_mut!(stream);
             loop {
-                match stream.try_next().await {
+                let next = stream.try_next().await;
+                if let Ok(Some(event)) = &next {
+                    observed.event(kind, event);
+                }
+                match next {
                     Ok(Some(Event::InitDone)) => {
                         flag.store(true, Ordering::SeqCst);
                         notify.notify_one();
                     }
                     Ok(Some(_)) => notify.notify_one(),
                     Ok(None) => return,
-                    Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
+                    Err(e) => {
+                        observed.restart(kind);
+                        tracing::warn!(kind, error = %e, "watch failed; retrying");
+                    }
                 }
             }
         });
@@ -188,6 +196,53 @@ where
         self.ready
             .load(Ordering::SeqCst)
             .then(|| self.store.state())
+    }
+}
+
+/// What the watches tell the metrics: events by resource and kind, watch
+/// restarts, and since when changes wait to be mirrored.
+#[derive(Clone)]
+struct Observed {
+    metrics: Arc<crate::metrics::Metrics>,
+    /// When the oldest event not yet mirrored arrived.
+    pending_since: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl Observed {
+    fn event<K>(&self, resource: &'static str, event: &Event<K>) {
+        let kind = match event {
+            Event::Apply(_) => "apply",
+            Event::Delete(_) => "delete",
+            Event::Init => "init",
+            Event::InitApply(_) => "init_apply",
+            Event::InitDone => "init_done",
+        };
+        self.metrics
+            .kubernetes_events
+            .get_or_create(&crate::metrics::ResourceKindLabels {
+                resource: resource.into(),
+                kind: kind.into(),
+            })
+            .inc();
+        let mut pending = self.pending_since.lock().unwrap_or_else(|p| p.into_inner());
+        pending.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn restart(&self, resource: &'static str) {
+        self.metrics
+            .kubernetes_watch_restarts
+            .get_or_create(&crate::metrics::ResourceLabels {
+                resource: resource.into(),
+            })
+            .inc();
+    }
+
+    /// Before a reconcile: the arrival of the oldest event it covers.
+    fn take_pending(&self) -> Option<std::time::Instant> {
+        self.pending_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
@@ -205,31 +260,45 @@ async fn lead(node: Node, context: Context) {
     let client = context.client.clone();
     let notify = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
+    let observed = Observed {
+        metrics: node.metrics.clone(),
+        pending_since: Default::default(),
+    };
     let watches = Watches {
         namespaces: Watched::start(
             Api::all(client.clone()),
             "namespaces",
             &mut tasks,
             notify.clone(),
+            observed.clone(),
         ),
-        pods: Watched::start(Api::all(client.clone()), "pods", &mut tasks, notify.clone()),
+        pods: Watched::start(
+            Api::all(client.clone()),
+            "pods",
+            &mut tasks,
+            notify.clone(),
+            observed.clone(),
+        ),
         nodes: Watched::start(
             Api::all(client.clone()),
             "nodes",
             &mut tasks,
             notify.clone(),
+            observed.clone(),
         ),
         policies: Watched::start(
             Api::all(client.clone()),
             "networkpolicies",
             &mut tasks,
             notify.clone(),
+            observed.clone(),
         ),
         romana_policies: Watched::start(
             Api::all(client.clone()),
             "romananetworkpolicies",
             &mut tasks,
             notify.clone(),
+            observed.clone(),
         ),
     };
     if let Some(text) = cluster_secret_text(&node) {
@@ -241,8 +310,14 @@ async fn lead(node: Node, context: Context) {
             _ = notify.notified() => tokio::time::sleep(DEBOUNCE).await,
             _ = tokio::time::sleep(TICK) => {}
         }
+        let since = observed.take_pending();
         ensure_tenants(&node, &context).await;
         reconcile(&node, &watches, &mut reports).await;
+        if let Some(since) = since {
+            node.metrics
+                .kubernetes_mirror_duration
+                .observe(since.elapsed().as_secs_f64());
+        }
     }
 }
 

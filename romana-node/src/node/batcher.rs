@@ -40,9 +40,14 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the batching task for `raft`. Each entry is given
     /// `write_timeout` to commit.
-    pub fn start(raft: Raft, shared: SharedState, write_timeout: Duration) -> Self {
+    pub fn start(
+        raft: Raft,
+        shared: SharedState,
+        write_timeout: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let (queue, receiver) = mpsc::channel(MAX_QUEUED_REQUESTS);
-        tokio::spawn(run(raft, shared, receiver, write_timeout));
+        tokio::spawn(run(raft, shared, receiver, write_timeout, metrics));
         Self { queue }
     }
 
@@ -79,6 +84,7 @@ async fn run(
     shared: SharedState,
     mut receiver: mpsc::Receiver<(ClusterRequest, Reply)>,
     write_timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let in_flight = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
     let decided = |(request, reply): (ClusterRequest, Reply)| match decided_without_entry(
@@ -123,6 +129,9 @@ async fn run(
             }
             size += next_size;
             batch.push(next);
+        }
+        if metrics.enabled() {
+            metrics.batch_size.observe(batch.len() as f64);
         }
         let raft = raft.clone();
         tokio::spawn(async move {

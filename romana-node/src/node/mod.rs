@@ -281,11 +281,13 @@ pub async fn open(
     .validate()
     .map_err(|e| Error::Config(format!("raft configuration: {e}")))?;
     let raft_config = Arc::new(raft_config);
+    let metrics = Arc::new(crate::metrics::Metrics::new(config.metrics));
+    let observer: Arc<dyn raft_store::transport::RpcObserver> = metrics.clone();
     let raft = if config.insecure_plaintext {
         Raft::new(
             node_id,
             raft_config,
-            PeerNetwork::new(node_id),
+            PeerNetwork::new(node_id).with_observer(observer),
             log_store,
             state_machine,
         )
@@ -294,7 +296,8 @@ pub async fn open(
         Raft::new(
             node_id,
             raft_config,
-            PeerNetwork::with_connector(node_id, TlsConnector::new(tls.client.clone()), "https"),
+            PeerNetwork::with_connector(node_id, TlsConnector::new(tls.client.clone()), "https")
+                .with_observer(observer),
             log_store,
             state_machine,
         )
@@ -314,6 +317,7 @@ pub async fn open(
         raft.clone(),
         shared.clone(),
         Duration::from_millis(config.write_timeout_ms),
+        metrics.clone(),
     );
     let node = Node {
         inner: Arc::new(NodeInner {
@@ -322,7 +326,7 @@ pub async fn open(
             firewall_ready: Arc::new(AtomicBool::new(!config.firewall)),
             state_hash: std::sync::Mutex::new(None),
             peers,
-            metrics: Arc::new(crate::metrics::Metrics::new(config.metrics)),
+            metrics,
             events: Arc::new(crate::events::EventBus::new(config.name.clone())),
             config,
             node_id,

@@ -44,6 +44,7 @@ pub async fn follow_log(node: Node, mut stop: watch::Receiver<bool>) {
         };
         for record in &records {
             last = record.sequence;
+            node.metrics.observe_record(record);
             for event in events_of(record) {
                 node.events.emit(event);
             }
