@@ -104,6 +104,34 @@ fn every_supported_version_round_trips_add_check_del() {
         node.allocations().is_empty(),
         "every DEL released its address"
     );
+
+    // The node counted each command once, and a refused ADD by its code.
+    let netns = Netns::new();
+    let refused = verb(
+        "ADD",
+        &node.config("no-such-tenant", "1.0.0"),
+        &unique("rt"),
+        Some(&netns),
+        "eth0",
+    );
+    assert!(!refused.success, "{refused:?}");
+    let metrics = node.metrics();
+    let count = |command: &str, outcome: &str| {
+        let series =
+            format!("romana_cni_requests_total{{command=\"{command}\",outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0.0, |v| v.trim().parse::<f64>().expect("a number"))
+    };
+    assert_eq!(count("ADD", "ok"), 5.0, "{metrics}");
+    assert_eq!(count("CHECK", "ok"), 3.0, "{metrics}");
+    assert_eq!(count("DEL", "ok"), 5.0, "{metrics}");
+    assert_eq!(count("ADD", "unknown_tenant"), 1.0, "{metrics}");
+    assert!(
+        metrics.contains("romana_cni_request_duration_seconds_count{command=\"ADD\"} 6"),
+        "{metrics}"
+    );
 }
 
 #[test]

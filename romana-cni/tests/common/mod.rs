@@ -142,6 +142,22 @@ impl Node {
         self.process.stop();
     }
 
+    /// `GET /metrics` on the node's socket (with curl), as text.
+    pub fn metrics(&self) -> String {
+        let output = Command::new("curl")
+            .args(["-sS", "--fail", "--unix-socket"])
+            .arg(&self.socket)
+            .arg("http://localhost/metrics")
+            .output()
+            .expect("run curl");
+        assert!(
+            output.status.success(),
+            "curl /metrics: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
     /// A network config for `tenant`, in spec `version`, talking to this node.
     pub fn config(&self, tenant: &str, version: &str) -> Value {
         json!({
