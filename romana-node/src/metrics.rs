@@ -573,20 +573,51 @@ impl Metrics {
 }
 
 impl raft_store::transport::RpcObserver for Metrics {
-    fn observed(&self, peer: &str, rpc: &'static str, took: Duration, error: Option<&'static str>) {
+    fn peer(&self, peer: &str) -> std::sync::Arc<dyn raft_store::transport::PeerRpcObserver> {
+        let histogram = |rpc: &str| {
+            self.rpc_duration
+                .get_or_create(&PeerRpcLabels {
+                    peer: peer.into(),
+                    rpc: rpc.into(),
+                })
+                .clone()
+        };
+        std::sync::Arc::new(PeerRpcs {
+            enabled: self.enabled,
+            peer: peer.into(),
+            append_entries: histogram("append_entries"),
+            vote: histogram("vote"),
+            install_snapshot: histogram("install_snapshot"),
+            errors: self.rpc_errors.clone(),
+        })
+    }
+}
+
+/// The RPC figures of one peer, resolved once per connection.
+struct PeerRpcs {
+    enabled: bool,
+    peer: String,
+    append_entries: Histogram,
+    vote: Histogram,
+    install_snapshot: Histogram,
+    errors: Family<PeerRpcErrorLabels, Counter>,
+}
+
+impl raft_store::transport::PeerRpcObserver for PeerRpcs {
+    fn observed(&self, rpc: &'static str, took: Duration, error: Option<&'static str>) {
         if !self.enabled {
             return;
         }
-        self.rpc_duration
-            .get_or_create(&PeerRpcLabels {
-                peer: peer.into(),
-                rpc: rpc.into(),
-            })
-            .observe(took.as_secs_f64());
+        let histogram = match rpc {
+            "append_entries" => &self.append_entries,
+            "vote" => &self.vote,
+            _ => &self.install_snapshot,
+        };
+        histogram.observe(took.as_secs_f64());
         if let Some(error) = error {
-            self.rpc_errors
+            self.errors
                 .get_or_create(&PeerRpcErrorLabels {
-                    peer: peer.into(),
+                    peer: self.peer.clone(),
                     rpc: rpc.into(),
                     error: error.into(),
                 })
@@ -639,12 +670,9 @@ mod tests {
             })
             .inc();
         use raft_store::transport::RpcObserver;
-        metrics.observed(
-            "n1",
-            "append_entries",
-            Duration::from_millis(1),
-            Some("timeout"),
-        );
+        metrics
+            .peer("n1")
+            .observed("append_entries", Duration::from_millis(1), Some("timeout"));
         metrics.batch_size.observe(3.0);
         metrics.allocations.inc();
         metrics

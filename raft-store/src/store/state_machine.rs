@@ -85,14 +85,29 @@ impl Projection {
 pub struct SharedState {
     projection: Arc<RwLock<Projection>>,
     applied_index: watch::Sender<u64>,
+    /// Each new audit record, once written (for the node's events and
+    /// counters: no re-read of the archive per apply).
+    records: tokio::sync::broadcast::Sender<Arc<ArchiveRecord>>,
 }
+
+/// Records a [`SharedState::subscribe_records`] receiver may fall behind by
+/// before it is told it lagged (and reads the archive instead).
+const RECORD_CHANNEL: usize = 4096;
 
 impl SharedState {
     fn new() -> Self {
         Self {
             projection: Arc::new(RwLock::new(Projection::default())),
             applied_index: watch::Sender::new(0),
+            records: tokio::sync::broadcast::Sender::new(RECORD_CHANNEL),
         }
+    }
+
+    /// Every audit record applied from now on, in order. A receiver that
+    /// falls behind gets `Lagged` and should read the archive from the last
+    /// record it saw.
+    pub fn subscribe_records(&self) -> tokio::sync::broadcast::Receiver<Arc<ArchiveRecord>> {
+        self.records.subscribe()
     }
 
     /// A consistent view: applied index, membership and state read together.
@@ -418,6 +433,11 @@ impl<B: KvBackend, A: Applier> RaftStateMachine<TypeConfig> for StateMachineStor
                 .map_err(|e| StorageError::IO {
                     source: openraft::StorageIOError::write_state_machine(&e),
                 })?;
+        }
+        if self.shared.records.receiver_count() > 0 {
+            for record in archive {
+                let _ = self.shared.records.send(Arc::new(record));
+            }
         }
         self.shared.publish(index);
         Ok(responses)

@@ -52,13 +52,14 @@ pub const MAX_IDLE_CONNECTIONS_PER_PEER: usize = 8;
 /// it took, and how it failed (`unreachable`, `timeout`, `network`,
 /// `remote`) if it did.
 pub trait RpcObserver: Send + Sync {
-    fn observed(
-        &self,
-        peer: &str,
-        rpc: &'static str,
-        took: std::time::Duration,
-        error: Option<&'static str>,
-    );
+    /// The observer of the RPCs to one peer (asked once per connection, so
+    /// that each RPC costs only its recording).
+    fn peer(&self, peer: &str) -> std::sync::Arc<dyn PeerRpcObserver>;
+}
+
+/// Told of every Raft RPC to one peer; see [`RpcObserver`].
+pub trait PeerRpcObserver: Send + Sync {
+    fn observed(&self, rpc: &'static str, took: std::time::Duration, error: Option<&'static str>);
 }
 
 /// Dials peers for one node.
@@ -111,7 +112,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> RaftNetworkFactory<TypeConfig> 
         PeerConnection {
             network: self.clone(),
             target,
-            peer: node.name.clone(),
+            observer: self.observer.as_ref().map(|o| o.peer(&node.name)),
             base_url: format!("{}://{}", self.scheme, node.address),
         }
     }
@@ -121,8 +122,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> RaftNetworkFactory<TypeConfig> 
 pub struct PeerConnection<C> {
     network: PeerNetwork<C>,
     target: NodeId,
-    /// The peer's name (for the observer).
-    peer: String,
+    observer: Option<std::sync::Arc<dyn PeerRpcObserver>>,
     base_url: String,
 }
 
@@ -233,7 +233,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
                 timeout: deadline,
             })),
         };
-        if let Some(observer) = &self.network.observer {
+        if let Some(observer) = &self.observer {
             let rpc = match action {
                 RPCTypes::Vote => "vote",
                 RPCTypes::AppendEntries => "append_entries",
@@ -246,7 +246,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
                 Err(RPCError::RemoteError(_)) => Some("remote"),
                 Err(_) => Some("network"),
             };
-            observer.observed(&self.peer, rpc, started.elapsed(), error);
+            observer.observed(rpc, started.elapsed(), error);
         }
         result
     }

@@ -24,7 +24,7 @@ pub mod client;
 pub mod server;
 
 pub use auth::ClusterSecret;
-pub use client::{PeerNetwork, RpcObserver};
+pub use client::{PeerNetwork, PeerRpcObserver, RpcObserver};
 pub use server::raft_routes;
 
 /// Path prefix of the Raft RPC routes.

@@ -3,52 +3,79 @@
 
 use tokio::sync::watch;
 
+use raft_store::audit::ArchiveRecord;
+
 use crate::events::{events_of, NewEvent};
 use crate::node::Node;
 
 /// Runs until `stop`: turns the records this node applies into events. It
 /// starts at the archive's end (what came before is the audit archive's).
 pub async fn follow_log(node: Node, mut stop: watch::Receiver<bool>) {
-    let mut applied = node.shared.subscribe();
-    let backend = node.backend.clone();
-    let mut last = match tokio::task::spawn_blocking(move || {
-        raft_store::store::last_archive_sequence(&backend)
-    })
-    .await
-    {
-        Ok(Ok(last)) => last,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "events: cannot read the audit archive; no log events");
+    use tokio::sync::broadcast::error::RecvError;
+    // Subscribed before the archive's end is read: nothing falls between.
+    let mut records = node.shared.subscribe_records();
+    let Some(mut last) = read_archive(&node, None).await.map(|r| r.1) else {
+        return;
+    };
+    let handle = |record: &ArchiveRecord, last: &mut u64| {
+        if record.sequence <= *last {
             return;
         }
-        Err(_) => return,
+        *last = record.sequence;
+        node.metrics.observe_record(record);
+        for event in events_of(record) {
+            node.events.emit(event);
+        }
     };
     loop {
-        tokio::select! {
+        let next = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
-            changed = applied.changed() => if changed.is_err() { return },
-        }
-        let backend = node.backend.clone();
-        let after = last;
-        let records = match tokio::task::spawn_blocking(move || {
-            raft_store::store::archive_records_after(&backend, after)
-        })
-        .await
-        {
-            Ok(Ok(records)) => records,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "events: cannot read the audit archive");
-                continue;
-            }
-            Err(_) => return,
+            next = records.recv() => next,
         };
-        for record in &records {
-            last = record.sequence;
-            node.metrics.observe_record(record);
-            for event in events_of(record) {
-                node.events.emit(event);
+        match next {
+            Ok(record) if record.sequence <= last + 1 => handle(&record, &mut last),
+            // A gap (after a lag, or a snapshot's jump): the archive has
+            // what came between, if anything.
+            Ok(record) => {
+                if let Some((between, _)) = read_archive(&node, Some(last)).await {
+                    for earlier in between.iter().filter(|r| r.sequence < record.sequence) {
+                        handle(earlier, &mut last);
+                    }
+                }
+                handle(&record, &mut last);
             }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "events fell behind the log; reading the archive");
+                if let Some((between, _)) = read_archive(&node, Some(last)).await {
+                    for record in &between {
+                        handle(record, &mut last);
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// The archive's records after `after` (none if `None`) and its last
+/// sequence; `None` (logged) if it cannot be read.
+async fn read_archive(node: &Node, after: Option<u64>) -> Option<(Vec<ArchiveRecord>, u64)> {
+    let backend = node.backend.clone();
+    let read = tokio::task::spawn_blocking(move || match after {
+        Some(after) => raft_store::store::archive_records_after(&backend, after).map(|records| {
+            let last = records.last().map_or(after, |r| r.sequence);
+            (records, last)
+        }),
+        None => raft_store::store::last_archive_sequence(&backend).map(|last| (Vec::new(), last)),
+    })
+    .await;
+    match read {
+        Ok(Ok(found)) => Some(found),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "events: cannot read the audit archive");
+            None
+        }
+        Err(_) => None,
     }
 }
 

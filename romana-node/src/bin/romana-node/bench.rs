@@ -292,11 +292,14 @@ impl Transport {
     }
 }
 
-/// What TLS and metrics cost: a TLS, a plaintext and a metrics-off TLS
-/// cluster of [`TARGET_NODES`], all up, driven in turn by [`TARGET_CLIENTS`]
-/// note writers for `--tls-rounds` rounds each, each round starting with
-/// another (so none always runs on the fresher machine). The idle clusters
-/// only heartbeat.
+/// What TLS and metrics cost: [`TARGET_CLIENTS`] note writers drive a
+/// fresh TLS, plaintext and metrics-off TLS cluster of [`TARGET_NODES`] in
+/// turn, for `--tls-rounds` rounds, each round starting with another. Each
+/// drive gets a cluster of its own, started for it and stopped after it:
+/// one long-lived cluster per configuration made the comparison one of
+/// cluster age (rates fell by a quarter from round to round as each
+/// cluster's log and ledger grew) and of idle clusters heartbeating beside
+/// the measured one.
 async fn compare_transports(
     args: &BenchArgs,
     exe: &Path,
@@ -306,37 +309,18 @@ async fn compare_transports(
     raw_rate: f64,
 ) -> Result<Vec<Row>, Error> {
     let duration = Duration::from_secs(args.duration_s);
-    let mut tls =
-        Cluster::start(exe, work, TARGET_NODES, secret_file, secret, Transport::Tls).await?;
-    let mut plain = Cluster::start(
-        exe,
-        work,
-        TARGET_NODES,
-        secret_file,
-        secret,
-        Transport::Plaintext,
-    )
-    .await?;
-    let mut quiet = Cluster::start(
-        exe,
-        work,
-        TARGET_NODES,
-        secret_file,
-        secret,
-        Transport::TlsWithoutMetrics,
-    )
-    .await?;
     let mut rows = Vec::new();
     for round in 0..args.tls_rounds {
         // Each round starts with another of the three.
         let mut order = [
-            (Transport::Tls, &mut tls),
-            (Transport::Plaintext, &mut plain),
-            (Transport::TlsWithoutMetrics, &mut quiet),
+            Transport::Tls,
+            Transport::Plaintext,
+            Transport::TlsWithoutMetrics,
         ];
         order.rotate_left(round % 3);
-        for (transport, cluster) in order {
-            cluster.check_running()?;
+        for transport in order {
+            let cluster =
+                Cluster::start(exe, work, TARGET_NODES, secret_file, secret, transport).await?;
             progress(format_args!(
                 "{TARGET_NODES} nodes over {}, round {} of {}, {TARGET_CLIENTS} clients for {} s",
                 transport.name(),
@@ -356,6 +340,7 @@ async fn compare_transports(
                 measured,
                 Some(raw_rate),
             ));
+            drop(cluster);
         }
     }
     Ok(rows)
