@@ -77,6 +77,11 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerRpcLabels {
     pub peer: String,
     pub rpc: String,
@@ -156,6 +161,9 @@ pub struct Metrics {
     pub kubernetes_events: Family<ResourceKindLabels, Counter>,
     pub kubernetes_mirror_duration: Histogram,
     log_entries: Gauge,
+    snapshot_bytes: Gauge,
+    commit_index: Gauge,
+    replication_lag: Family<PeerLabels, Gauge>,
     role: Family<RoleLabels, Gauge>,
     term: Gauge,
     last_log_index: Gauge,
@@ -211,6 +219,9 @@ impl Metrics {
             kubernetes_events: Family::default(),
             kubernetes_mirror_duration: latency_histogram(),
             log_entries: Gauge::default(),
+            snapshot_bytes: Gauge::default(),
+            commit_index: Gauge::default(),
+            replication_lag: Family::default(),
             role: Family::default(),
             term: Gauge::default(),
             last_log_index: Gauge::default(),
@@ -283,6 +294,21 @@ impl Metrics {
             "raft_log_entries",
             "Entries in this node's Raft log (last index minus purged index)",
             metrics.log_entries.clone(),
+        );
+        registry.register(
+            "raft_snapshot_bytes",
+            "Size of the snapshot this node stores",
+            metrics.snapshot_bytes.clone(),
+        );
+        registry.register(
+            "raft_commit_index",
+            "Highest index a majority of voters holds, as the leader sees their replication (leader only: openraft 0.9 does not tell a follower; a follower's applied index trails it)",
+            metrics.commit_index.clone(),
+        );
+        registry.register(
+            "raft_replication_lag",
+            "Entries a member lacks of the leader's log, by peer (leader only)",
+            metrics.replication_lag.clone(),
         );
         registry.register(
             "write_batch_size",
@@ -408,6 +434,8 @@ impl Metrics {
             return "# EOF\n".into();
         }
         self.sample_raft(raft);
+        self.snapshot_bytes
+            .set(i64::try_from(shared.snapshot_bytes()).unwrap_or(i64::MAX));
         self.compute_state(&shared.read().state);
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
@@ -441,6 +469,34 @@ impl Metrics {
         self.log_entries
             .set(to_i64(last_log.saturating_sub(index(metrics.purged))));
         let membership = metrics.membership_config.membership();
+        self.replication_lag.clear();
+        self.commit_index.set(0);
+        if let Some(replication) = &metrics.replication {
+            let matched = |id: u64| {
+                if id == metrics.id {
+                    last_log
+                } else {
+                    replication
+                        .get(&id)
+                        .and_then(|m| m.map(|log_id| log_id.index))
+                        .unwrap_or(0)
+                }
+            };
+            let mut voters: Vec<u64> = membership.voter_ids().map(matched).collect();
+            voters.sort_unstable_by(|a, b| b.cmp(a));
+            if let Some(committed) = voters.get(voters.len() / 2) {
+                self.commit_index.set(to_i64(*committed));
+            }
+            for (id, node) in membership.nodes() {
+                if *id != metrics.id {
+                    self.replication_lag
+                        .get_or_create(&PeerLabels {
+                            peer: node.name.clone(),
+                        })
+                        .set(to_i64(last_log.saturating_sub(matched(*id))));
+                }
+            }
+        }
         let voters = membership.voter_ids().count();
         let all = membership.nodes().count();
         self.members
@@ -674,6 +730,10 @@ mod tests {
             .peer("n1")
             .observed("append_entries", Duration::from_millis(1), Some("timeout"));
         metrics.batch_size.observe(3.0);
+        metrics
+            .replication_lag
+            .get_or_create(&PeerLabels { peer: "n1".into() })
+            .set(0);
         metrics.allocations.inc();
         metrics
             .releases

@@ -196,6 +196,22 @@ async fn metrics_parse_and_move_with_the_cluster() {
         );
     }
     assert!(value(&on_leader, "romana_write_batch_size_count", &[]) >= 1.0);
+    // Quiet and converged: the leader's commit index is its applied one and
+    // no peer lags.
+    let status: StatusView = readers[leader_index].get(PATH_STATUS).await.expect("status");
+    let on_leader = scrape(&readers[leader_index]).await;
+    assert_eq!(
+        value(&on_leader, "romana_raft_commit_index", &[]),
+        status.applied_index as f64
+    );
+    for peer in (0..3).filter(|i| *i != leader_index) {
+        let peer = format!("n{peer}");
+        assert_eq!(
+            value(&on_leader, "romana_raft_replication_lag", &[("peer", &peer)]),
+            0.0,
+            "{peer}"
+        );
+    }
     assert!(value(&on_leader, "romana_write_batch_size_sum", &[]) >= 10.0);
     // Anonymous TLS clients get no metrics.
     let anonymous = romana_node::http_client::ApiClient::new(

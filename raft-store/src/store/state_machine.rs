@@ -88,6 +88,8 @@ pub struct SharedState {
     /// Each new audit record, once written (for the node's events and
     /// counters: no re-read of the archive per apply).
     records: tokio::sync::broadcast::Sender<Arc<ArchiveRecord>>,
+    /// Size of the stored snapshot as written (0 before the first).
+    snapshot_bytes: Arc<AtomicU64>,
 }
 
 /// Records a [`SharedState::subscribe_records`] receiver may fall behind by
@@ -100,7 +102,13 @@ impl SharedState {
             projection: Arc::new(RwLock::new(Projection::default())),
             applied_index: watch::Sender::new(0),
             records: tokio::sync::broadcast::Sender::new(RECORD_CHANNEL),
+            snapshot_bytes: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Bytes of the snapshot this node stores (0 if it has none yet).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot_bytes.load(Ordering::Relaxed)
     }
 
     /// Every audit record applied from now on, in order. A receiver that
@@ -241,7 +249,12 @@ impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
     fn read_stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
         let subject = ErrorSubject::Snapshot(None);
         match self.backend.get(Tree::StateMachine, KEY_SNAPSHOT) {
-            Ok(Some(bytes)) => decode(&bytes, subject).map(Some),
+            Ok(Some(bytes)) => {
+                self.shared
+                    .snapshot_bytes
+                    .store(bytes.len() as u64, Ordering::Relaxed);
+                decode(&bytes, subject).map(Some)
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(StorageError::IO {
                 source: openraft::StorageIOError::read_snapshot(None, &e),
@@ -256,6 +269,7 @@ impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
     ) -> Result<(), StorageError<NodeId>> {
         let signature = stored.meta.signature();
         let bytes = encode(stored, ErrorSubject::Snapshot(Some(signature.clone())))?;
+        let size = bytes.len() as u64;
         let write_error = |e: &dyn std::fmt::Display| StorageError::IO {
             source: openraft::StorageIOError::write_snapshot(
                 Some(signature.clone()),
@@ -280,6 +294,7 @@ impl<B: KvBackend, A: Applier> StateMachineStore<B, A> {
                 .map_err(|e| write_error(&e))?
                 .map_err(|e| write_error(&e))?;
         }
+        self.shared.snapshot_bytes.store(size, Ordering::Relaxed);
         Ok(())
     }
 
