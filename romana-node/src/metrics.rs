@@ -327,12 +327,12 @@ impl Metrics {
         );
         registry.register(
             "dataplane_transaction_duration_seconds",
-            "Time of one kernel transaction, by what (firewall: ipset restore, iptables-restore, stale set removal; routes: observe and apply)",
+            "Time of one kernel transaction, by what (firewall: the whole convergence, of which ipset: ipset restore and stale set removal, iptables: iptables-restore with its observation; routes: observe and apply)",
             metrics.dataplane_duration.clone(),
         );
         registry.register(
             "dataplane_transaction_failures",
-            "Kernel transactions that failed, by what (firewall, routes)",
+            "Kernel transactions that failed, by what (firewall, ipset, iptables, routes)",
             metrics.dataplane_failures.clone(),
         );
         registry.register(

@@ -9,13 +9,14 @@ use romana_netlink::{Netlink, NetlinkError, ROMANA_ROUTE_PROTOCOL};
 use super::firewall::{self, Desired};
 use super::ipsets;
 use super::routes::HostRoute;
-use super::{Dataplane, DataplaneError};
+use super::{Dataplane, DataplaneError, FirewallSteps};
 
 /// This host's kernel. The netlink socket is opened on first use and
 /// dropped after a failure, so a pass after an error starts afresh.
 #[derive(Default)]
 pub struct Kernel {
     netlink: Option<Netlink>,
+    last_steps: Option<FirewallSteps>,
 }
 
 impl Kernel {
@@ -80,10 +81,37 @@ impl Dataplane for Kernel {
 
     fn converge_firewall(&mut self, desired: &Desired) -> Result<bool, DataplaneError> {
         let error = |e: &dyn std::fmt::Display| DataplaneError(e.to_string());
-        let (sets, before) = ipsets::converge(&desired.sets).map_err(|e| error(&e))?;
-        let chains = firewall::reconcile(&desired.chains).map_err(|e| error(&e))?;
-        let stale = ipsets::remove_stale(&desired.sets, &before).map_err(|e| error(&e))?;
-        Ok(sets || chains || stale)
+        let mut steps = FirewallSteps::default();
+        let result = (|| {
+            let started = std::time::Instant::now();
+            let converged = ipsets::converge(&desired.sets);
+            steps.ipset = started.elapsed();
+            let (sets, before) = converged.map_err(|e| {
+                steps.failed = Some("ipset");
+                error(&e)
+            })?;
+            let started = std::time::Instant::now();
+            let reconciled = firewall::reconcile(&desired.chains);
+            steps.iptables = started.elapsed();
+            let chains = reconciled.map_err(|e| {
+                steps.failed = Some("iptables");
+                error(&e)
+            })?;
+            let started = std::time::Instant::now();
+            let removed = ipsets::remove_stale(&desired.sets, &before);
+            steps.ipset += started.elapsed();
+            let stale = removed.map_err(|e| {
+                steps.failed = Some("ipset");
+                error(&e)
+            })?;
+            Ok(sets || chains || stale)
+        })();
+        self.last_steps = Some(steps);
+        result
+    }
+
+    fn last_firewall_steps(&self) -> Option<FirewallSteps> {
+        self.last_steps
     }
 }
 

@@ -87,4 +87,19 @@ pub trait Dataplane: Send + 'static {
     /// one transaction), then sets no rule uses any more destroyed. Returns
     /// whether anything changed.
     fn converge_firewall(&mut self, desired: &Desired) -> Result<bool, DataplaneError>;
+    /// The time of each step of the last [`Dataplane::converge_firewall`],
+    /// where the dataplane measures them (the kernel's does).
+    fn last_firewall_steps(&self) -> Option<FirewallSteps> {
+        None
+    }
+}
+
+/// The steps of one firewall convergence: the ipset transactions (create
+/// and update, then destroy what no rule uses), the iptables-restore
+/// transaction, and which of the two failed, if one did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FirewallSteps {
+    pub ipset: std::time::Duration,
+    pub iptables: std::time::Duration,
+    pub failed: Option<&'static str>,
 }

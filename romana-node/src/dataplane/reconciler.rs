@@ -101,6 +101,8 @@ pub struct PassReport {
     /// How long the firewall's transaction and the routes' took.
     pub firewall_took: Duration,
     pub routes_took: Duration,
+    /// The firewall's steps, where the dataplane measured them.
+    pub firewall_steps: Option<super::FirewallSteps>,
 }
 
 /// The reconciler's memory between wakes.
@@ -245,6 +247,7 @@ pub fn execute<D: Dataplane>(dataplane: &mut D, pass: &Pass) -> PassReport {
         .as_ref()
         .map(|desired| dataplane.converge_firewall(desired));
     let firewall_took = started.elapsed();
+    let firewall_steps = firewall.as_ref().and(dataplane.last_firewall_steps());
     let started = std::time::Instant::now();
     let routes = pass
         .routes
@@ -255,6 +258,7 @@ pub fn execute<D: Dataplane>(dataplane: &mut D, pass: &Pass) -> PassReport {
         routes,
         firewall_took,
         routes_took: started.elapsed(),
+        firewall_steps,
     }
 }
 
@@ -277,6 +281,12 @@ fn observe_pass(metrics: &crate::metrics::Metrics, pass: &Pass, report: &PassRep
     };
     if let (Some(result), Some(desired)) = (&report.firewall, &pass.firewall) {
         transaction("firewall", report.firewall_took, result.is_err());
+        if let Some(steps) = report.firewall_steps {
+            transaction("ipset", steps.ipset, steps.failed == Some("ipset"));
+            if steps.failed != Some("ipset") || !steps.iptables.is_zero() {
+                transaction("iptables", steps.iptables, steps.failed == Some("iptables"));
+            }
+        }
         if result.is_ok() {
             metrics
                 .iptables_rules
