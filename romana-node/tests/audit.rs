@@ -19,12 +19,6 @@ fn ctl_json(socket: &str, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("romanactl {args:?} printed {stdout:?}: {e}"))
 }
 
-fn ctl_ok(socket: &str, args: &[&str]) {
-    let mut full = vec!["--socket", socket];
-    full.extend_from_slice(args);
-    let (ok, _, stderr) = romanactl(&full);
-    assert!(ok, "romanactl {args:?}: {stderr}");
-}
 
 const SMALL_LAYOUT: [&str; 10] = [
     "--cidr",

@@ -28,13 +28,6 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()
 }
 
-fn ctl_ok(socket: &str, args: &[&str]) -> String {
-    let mut full = vec!["--socket", socket];
-    full.extend_from_slice(args);
-    let (ok, stdout, stderr) = romanactl(&full);
-    assert!(ok, "romanactl {args:?}: {stderr}");
-    stdout
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_every_node_and_the_followers_stream() {

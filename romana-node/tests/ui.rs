@@ -21,13 +21,6 @@ use romana_api::paths::{PATH_ALLOCATIONS, PATH_HISTORY_TIMELINE};
 use romana_testkit::ChildGuard;
 use serde_json::{json, Value};
 
-fn ctl_ok(socket: &str, args: &[&str]) -> String {
-    let mut full = vec!["--socket", socket];
-    full.extend_from_slice(args);
-    let (ok, stdout, stderr) = romanactl(&full);
-    assert!(ok, "romanactl {args:?}: {stderr}");
-    stdout
-}
 
 fn node_modules() -> PathBuf {
     let modules = PathBuf::from(

@@ -360,6 +360,15 @@ pub fn romanactl(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// romanactl against the node at `socket`; its stdout. Panics on failure.
+pub fn ctl_ok(socket: &str, args: &[&str]) -> String {
+    let mut full = vec!["--socket", socket];
+    full.extend_from_slice(args);
+    let (ok, stdout, stderr) = romanactl(&full);
+    assert!(ok, "romanactl {args:?}: {stderr}");
+    stdout
+}
+
 pub fn path_arg(path: &Path) -> String {
     path.display().to_string()
 }
