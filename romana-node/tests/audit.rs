@@ -19,7 +19,6 @@ fn ctl_json(socket: &str, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("romanactl {args:?} printed {stdout:?}: {e}"))
 }
 
-
 const SMALL_LAYOUT: [&str; 10] = [
     "--cidr",
     "10.0.0.0/24",

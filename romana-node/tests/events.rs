@@ -28,7 +28,6 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_every_node_and_the_followers_stream() {
     // A small block (8 endpoints) so that an allocation can be refused.

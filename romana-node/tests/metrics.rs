@@ -198,7 +198,10 @@ async fn metrics_parse_and_move_with_the_cluster() {
     assert!(value(&on_leader, "romana_write_batch_size_count", &[]) >= 1.0);
     // Quiet and converged: the leader's commit index is its applied one and
     // no peer lags.
-    let status: StatusView = readers[leader_index].get(PATH_STATUS).await.expect("status");
+    let status: StatusView = readers[leader_index]
+        .get(PATH_STATUS)
+        .await
+        .expect("status");
     let on_leader = scrape(&readers[leader_index]).await;
     assert_eq!(
         value(&on_leader, "romana_raft_commit_index", &[]),
@@ -207,7 +210,11 @@ async fn metrics_parse_and_move_with_the_cluster() {
     for peer in (0..3).filter(|i| *i != leader_index) {
         let peer = format!("n{peer}");
         assert_eq!(
-            value(&on_leader, "romana_raft_replication_lag", &[("peer", &peer)]),
+            value(
+                &on_leader,
+                "romana_raft_replication_lag",
+                &[("peer", &peer)]
+            ),
             0.0,
             "{peer}"
         );

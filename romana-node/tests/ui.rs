@@ -21,7 +21,6 @@ use romana_api::paths::{PATH_ALLOCATIONS, PATH_HISTORY_TIMELINE};
 use romana_testkit::ChildGuard;
 use serde_json::{json, Value};
 
-
 fn node_modules() -> PathBuf {
     let modules = PathBuf::from(
         std::env::var("ROMANA_UI_NODE_MODULES")
