@@ -168,3 +168,12 @@ pub struct AddressView {
     pub kind: String,
     pub allocation: Option<AllocationView>,
 }
+
+/// A pod as people name it: `NAMESPACE/NAME`, or `NAME` without a
+/// namespace; `None` without a name.
+pub fn pod_label(namespace: Option<&str>, name: Option<&str>) -> Option<String> {
+    name.map(|name| match namespace {
+        Some(namespace) => format!("{namespace}/{name}"),
+        None => name.to_string(),
+    })
+}

@@ -94,10 +94,12 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let started = node::start_up(&node, mode, stop_rx.clone()).await;
-    let controller = tokio::spawn(node::membership::controller(node.clone(), stop_rx.clone()));
+    // Before start-up, so that what it applies (a join, this host's
+    // registration) and the first election are events here too.
     let leader_watch = tokio::spawn(node::observe::watch_leader(node.clone(), stop_rx.clone()));
     let log_events = tokio::spawn(node::observe::follow_log(node.clone(), stop_rx.clone()));
+    let started = node::start_up(&node, mode, stop_rx.clone()).await;
+    let controller = tokio::spawn(node::membership::controller(node.clone(), stop_rx.clone()));
     let retention = (node.config.audit_retention_days > 0)
         .then(|| tokio::spawn(node::audit_retention(node.clone(), stop_rx.clone())));
     let reconciler = (node.config.manage_routes || node.config.firewall).then(|| {

@@ -27,11 +27,7 @@ use romana_api::events::EventView;
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use crate::history::now_ms;
 
 /// Events kept for `GET /v1/events` and followers that fell behind.
 pub const BUFFER: usize = 1024;
@@ -289,7 +285,7 @@ pub fn events_of(record: &ArchiveRecord) -> Vec<NewEvent> {
                 "tenant": request.tenant,
                 "segment": request.segment,
                 "owner": request.owner.to_string(),
-                "pod": pod_name(request.pod_namespace.as_deref(), request.pod_name.as_deref()),
+                "pod": romana_api::ipam::pod_label(request.pod_namespace.as_deref(), request.pod_name.as_deref()),
                 "reason": reason.to_string(),
             }),
         )),
@@ -308,13 +304,6 @@ pub fn events_of(record: &ArchiveRecord) -> Vec<NewEvent> {
         })
         .into_iter()
         .collect()
-}
-
-fn pod_name(namespace: Option<&str>, name: Option<&str>) -> Option<String> {
-    name.map(|name| match namespace {
-        Some(namespace) => format!("{namespace}/{name}"),
-        None => name.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,14 @@ use raft_store::state::ClusterState;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+/// Milliseconds since the Unix epoch: the proposer's timestamp.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
 pub fn format_time(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use openraft::ServerState;
+use openraft::{RPCTypes, ServerState};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,6 +24,15 @@ use prometheus_client::registry::Registry;
 use raft_store::state::ClusterState;
 use raft_store::store::SharedState;
 use raft_store::Raft;
+
+/// The serde name of a value (an error code, a rejection) as a label.
+pub fn serde_label<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(serde_json::Value::Object(map)) => map.keys().next().cloned().unwrap_or_default(),
+        _ => "unknown".into(),
+    }
+}
 
 /// Latency buckets: 0.25 ms to about 4 s.
 fn latency_histogram() -> Histogram {
@@ -64,11 +73,6 @@ pub struct BlockLabels {
     pub host: String,
     pub tenant: String,
     pub segment: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DriftLabels {
-    pub what: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,7 +148,7 @@ pub struct Metrics {
     pub leader_changes: Counter,
     pub reconciler_passes: Family<OutcomeLabels, Counter>,
     pub reconciler_duration: Histogram,
-    pub drift_repairs: Family<DriftLabels, Counter>,
+    pub drift_repairs: Family<WhatLabels, Counter>,
     pub rpc_duration: Family<PeerRpcLabels, Histogram, fn() -> Histogram>,
     pub rpc_errors: Family<PeerRpcErrorLabels, Counter>,
     pub batch_size: Histogram,
@@ -660,21 +664,21 @@ struct PeerRpcs {
 }
 
 impl raft_store::transport::PeerRpcObserver for PeerRpcs {
-    fn observed(&self, rpc: &'static str, took: Duration, error: Option<&'static str>) {
+    fn observed(&self, rpc: RPCTypes, took: Duration, error: Option<&'static str>) {
         if !self.enabled {
             return;
         }
-        let histogram = match rpc {
-            "append_entries" => &self.append_entries,
-            "vote" => &self.vote,
-            _ => &self.install_snapshot,
+        let (histogram, name) = match rpc {
+            RPCTypes::AppendEntries => (&self.append_entries, "append_entries"),
+            RPCTypes::Vote => (&self.vote, "vote"),
+            RPCTypes::InstallSnapshot => (&self.install_snapshot, "install_snapshot"),
         };
         histogram.observe(took.as_secs_f64());
         if let Some(error) = error {
             self.errors
                 .get_or_create(&PeerRpcErrorLabels {
                     peer: self.peer.clone(),
-                    rpc: rpc.into(),
+                    rpc: name.into(),
                     error: error.into(),
                 })
                 .inc();
@@ -726,9 +730,11 @@ mod tests {
             })
             .inc();
         use raft_store::transport::RpcObserver;
-        metrics
-            .peer("n1")
-            .observed("append_entries", Duration::from_millis(1), Some("timeout"));
+        metrics.peer("n1").observed(
+            RPCTypes::AppendEntries,
+            Duration::from_millis(1),
+            Some("timeout"),
+        );
         metrics.batch_size.observe(3.0);
         metrics
             .replication_lag
@@ -750,7 +756,7 @@ mod tests {
         metrics.observe_cni("ADD", Duration::from_millis(3), "ok");
         metrics
             .drift_repairs
-            .get_or_create(&DriftLabels {
+            .get_or_create(&WhatLabels {
                 what: "routes".into(),
             })
             .inc();

@@ -48,7 +48,7 @@ pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub const MAX_IDLE_CONNECTIONS_PER_PEER: usize = 8;
 
 /// Told of every Raft RPC this node makes (the node's metrics): the peer's
-/// name, the RPC (`append_entries`, `vote`, `install_snapshot`), how long
+/// name, the RPC, how long
 /// it took, and how it failed (`unreachable`, `timeout`, `network`,
 /// `remote`) if it did.
 pub trait RpcObserver: Send + Sync {
@@ -59,7 +59,7 @@ pub trait RpcObserver: Send + Sync {
 
 /// Told of every Raft RPC to one peer; see [`RpcObserver`].
 pub trait PeerRpcObserver: Send + Sync {
-    fn observed(&self, rpc: &'static str, took: std::time::Duration, error: Option<&'static str>);
+    fn observed(&self, rpc: RPCTypes, took: std::time::Duration, error: Option<&'static str>);
 }
 
 /// Dials peers for one node.
@@ -234,11 +234,6 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
             })),
         };
         if let Some(observer) = &self.observer {
-            let rpc = match action {
-                RPCTypes::Vote => "vote",
-                RPCTypes::AppendEntries => "append_entries",
-                RPCTypes::InstallSnapshot => "install_snapshot",
-            };
             let error = match &result {
                 Ok(_) => None,
                 Err(RPCError::Unreachable(_)) => Some("unreachable"),
@@ -246,7 +241,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> PeerConnection<C> {
                 Err(RPCError::RemoteError(_)) => Some("remote"),
                 Err(_) => Some("network"),
             };
-            observer.observed(rpc, started.elapsed(), error);
+            observer.observed(action, started.elapsed(), error);
         }
         result
     }

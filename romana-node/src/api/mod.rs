@@ -123,10 +123,7 @@ async fn track(
                 .get::<ErrorCode>()
                 .copied()
                 .unwrap_or_else(|| code_of_status(response.status()));
-            serde_json::to_value(code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "other".into())
+            crate::metrics::serde_label(&code)
         };
         metrics.observe_cni(command, started.elapsed(), &outcome);
     }

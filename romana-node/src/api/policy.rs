@@ -265,11 +265,10 @@ fn endpoint_address(state: &ClusterState, text: &str, what: &str) -> Result<Ipv4
 
 fn pod_at(state: &ClusterState, address: Ipv4Addr) -> Option<String> {
     let allocation = state.allocations.get(&address)?;
-    match (&allocation.pod_namespace, &allocation.pod_name) {
-        (Some(namespace), Some(name)) => Some(format!("{namespace}/{name}")),
-        (None, Some(name)) => Some(name.clone()),
-        _ => None,
-    }
+    romana_api::ipam::pod_label(
+        allocation.pod_namespace.as_deref(),
+        allocation.pod_name.as_deref(),
+    )
 }
 
 async fn explain_packet(

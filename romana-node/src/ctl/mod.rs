@@ -902,11 +902,9 @@ fn allocations_table(allocations: &[AllocationView]) -> String {
     let rows: Vec<Vec<String>> = allocations
         .iter()
         .map(|a| {
-            let pod = match (&a.pod_namespace, &a.pod_name) {
-                (Some(ns), Some(name)) => format!("{ns}/{name}"),
-                (None, Some(name)) => name.clone(),
-                _ => "-".into(),
-            };
+            let pod =
+                romana_api::ipam::pod_label(a.pod_namespace.as_deref(), a.pod_name.as_deref())
+                    .unwrap_or_else(|| "-".into());
             vec![
                 a.address.to_string(),
                 a.host.clone(),

@@ -80,39 +80,35 @@ impl Dataplane for Kernel {
     }
 
     fn converge_firewall(&mut self, desired: &Desired) -> Result<bool, DataplaneError> {
-        let error = |e: &dyn std::fmt::Display| DataplaneError(e.to_string());
-        let mut steps = FirewallSteps::default();
-        let result = (|| {
-            let started = std::time::Instant::now();
-            let converged = ipsets::converge(&desired.sets);
-            steps.ipset = started.elapsed();
-            let (sets, before) = converged.map_err(|e| {
-                steps.failed = Some("ipset");
-                error(&e)
-            })?;
-            let started = std::time::Instant::now();
-            let reconciled = firewall::reconcile(&desired.chains);
-            steps.iptables = started.elapsed();
-            let chains = reconciled.map_err(|e| {
-                steps.failed = Some("iptables");
-                error(&e)
-            })?;
-            let started = std::time::Instant::now();
-            let removed = ipsets::remove_stale(&desired.sets, &before);
-            steps.ipset += started.elapsed();
-            let stale = removed.map_err(|e| {
-                steps.failed = Some("ipset");
-                error(&e)
-            })?;
-            Ok(sets || chains || stale)
-        })();
-        self.last_steps = Some(steps);
-        result
+        let steps = self.last_steps.insert(FirewallSteps::default());
+        let failed = |steps: &mut FirewallSteps, step: &'static str, e: &dyn std::fmt::Display| {
+            steps.failed = Some(step);
+            DataplaneError(e.to_string())
+        };
+        let (sets, before) = timed(&mut steps.ipset, || ipsets::converge(&desired.sets))
+            .map_err(|e| failed(steps, "ipset", &e))?;
+        let chains = timed(steps.iptables.get_or_insert_default(), || {
+            firewall::reconcile(&desired.chains)
+        })
+        .map_err(|e| failed(steps, "iptables", &e))?;
+        let stale = timed(&mut steps.ipset, || {
+            ipsets::remove_stale(&desired.sets, &before)
+        })
+        .map_err(|e| failed(steps, "ipset", &e))?;
+        Ok(sets || chains || stale)
     }
 
     fn last_firewall_steps(&self) -> Option<FirewallSteps> {
         self.last_steps
     }
+}
+
+/// Runs `step`, adding its time to `total`.
+fn timed<T>(total: &mut std::time::Duration, step: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let result = step();
+    *total += started.elapsed();
+    result
 }
 
 /// Turns on IPv4 forwarding (pods on other hosts are reached through this

@@ -96,10 +96,11 @@ pub trait Dataplane: Send + 'static {
 
 /// The steps of one firewall convergence: the ipset transactions (create
 /// and update, then destroy what no rule uses), the iptables-restore
-/// transaction, and which of the two failed, if one did.
+/// transaction (`None` if it did not run), and which of the two failed,
+/// if one did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FirewallSteps {
     pub ipset: std::time::Duration,
-    pub iptables: std::time::Duration,
+    pub iptables: Option<std::time::Duration>,
     pub failed: Option<&'static str>,
 }

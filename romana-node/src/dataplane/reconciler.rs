@@ -283,8 +283,8 @@ fn observe_pass(metrics: &crate::metrics::Metrics, pass: &Pass, report: &PassRep
         transaction("firewall", report.firewall_took, result.is_err());
         if let Some(steps) = report.firewall_steps {
             transaction("ipset", steps.ipset, steps.failed == Some("ipset"));
-            if steps.failed != Some("ipset") || !steps.iptables.is_zero() {
-                transaction("iptables", steps.iptables, steps.failed == Some("iptables"));
+            if let Some(took) = steps.iptables {
+                transaction("iptables", took, steps.failed == Some("iptables"));
             }
         }
         if result.is_ok() {
@@ -384,7 +384,7 @@ pub async fn run<D: Dataplane>(
         for repair in recorded.drift {
             metrics
                 .drift_repairs
-                .get_or_create(&crate::metrics::DriftLabels {
+                .get_or_create(&crate::metrics::WhatLabels {
                     what: repair.what.into(),
                 })
                 .inc();

@@ -24,7 +24,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{ServerState, SnapshotPolicy};
@@ -105,13 +105,7 @@ impl std::ops::Deref for Node {
     }
 }
 
-/// Milliseconds since the Unix epoch: the proposer's timestamp.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::history::now_ms;
 
 /// `bytes` random bytes from the OS, hex.
 pub fn random_hex(bytes: usize) -> String {

@@ -13,15 +13,6 @@ use super::{new_request_id, now_ms, Node};
 use crate::api_error::ApiError;
 use crate::http_client::{CallError, Endpoint};
 
-/// The serde name of an enum value (`block_full`, `unavailable`): its tag.
-fn serde_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        Ok(serde_json::Value::Object(map)) => map.keys().next().cloned().unwrap_or_default(),
-        _ => "unknown".into(),
-    }
-}
-
 impl Node {
     pub(crate) fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.config.write_timeout_ms)
@@ -43,10 +34,12 @@ impl Node {
         let result = self.propose_timed(command, actor, request_id).await;
         let refused = match &result {
             Ok(applied) => match &applied.outcome {
-                raft_store::state::Outcome::Rejected(rejection) => Some(serde_name(rejection)),
+                raft_store::state::Outcome::Rejected(rejection) => {
+                    Some(crate::metrics::serde_label(rejection))
+                }
                 raft_store::state::Outcome::Applied(_) => None,
             },
-            Err(e) => Some(serde_name(&e.code())),
+            Err(e) => Some(crate::metrics::serde_label(&e.code())),
         };
         self.metrics
             .observe_write(kind, started.elapsed(), refused.as_deref());
