@@ -23,6 +23,19 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "module cycles"
 # No crate's modules may import each other in a cycle.
 python3 deploy/check-module-cycles.py
+# A Kubernetes lab whose test run was killed (kill -9, a machine restart)
+# keeps its namespaces, mounts and state under /var/lib/romana-lab: sweep
+# them, by the labs' names, before the tests make their own.
+shopt -s nullglob
+stale=(/var/lib/romana-lab/kt*)
+if ((${#stale[@]})); then
+  log "removing ${#stale[@]} Kubernetes lab(s) a killed run left"
+  cargo build --locked -q -p simulation --bin romana-lab
+  for dir in "${stale[@]}"; do
+    ./target/debug/romana-lab --name "$(basename "$dir")" --dir "$dir" down
+  done
+fi
+shopt -u nullglob
 log "cargo test"
 # Two test threads: the cluster tests start real node processes and the
 # machine has two cores.

@@ -223,8 +223,14 @@ pub fn leftovers(
     if state_dir.exists() {
         found.push(format!("state dir {state}"));
     }
-    if let Some(parent) = state_dir.parent().filter(|p| p.exists()) {
-        found.push(format!("the labs' state parent {}", parent.display()));
+    // `down` removes the labs' common parent once no lab is left in it; a
+    // lab of another run (or one a killed run left) keeps it, and is not
+    // this lab's leftover.
+    if let Some(parent) = state_dir.parent() {
+        let empty = std::fs::read_dir(parent).is_ok_and(|mut d| d.next().is_none());
+        if empty {
+            found.push(format!("the labs' state parent {}", parent.display()));
+        }
     }
     found
 }
