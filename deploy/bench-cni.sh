@@ -9,7 +9,9 @@
 #                    loopback cluster: every allocation is forwarded to the
 #                    leader and committed by a quorum (the worst case)
 #
-# Reports p50/p99 per setup and verb, the ratios to ptp+host-local, the
+# Reports p50/p99 per setup and verb, the ratios to ptp+host-local, a mass
+# teardown (all DELs at once), where the time of a call goes (the plugin logs
+# its phases; process start is a VERSION call), the
 # README's targets (met / NOT met: a missed target is reported, it does not
 # fail the run), the romana plugin's peak RSS and the binary sizes.
 #
@@ -74,6 +76,7 @@ done
 
 # Unique names: every namespace and container id starts with $tag.
 tag="rbench$$"
+host_ns="$tag-host"
 work=$(mktemp -d /tmp/romana-bench-cni.XXXXXX)
 forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 pids=()
@@ -84,20 +87,22 @@ cleanup() {
   set +e
   # Host ends of the veths the plugins reported (deleting a namespace takes
   # its veths with it, but asynchronously: delete them here, synchronously).
-  if [[ -f $work/host-links ]]; then
-    sort -u "$work/host-links" | while read -r link; do
-      ip link del "$link" 2>/dev/null
-    done
-  fi
-  ip netns list | awk '{print $1}' | grep "^$tag-" | while read -r ns; do
-    ip netns del "$ns"
-  done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${pids[@]}"; do
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
+  if [[ -f $work/host-links ]]; then
+    sort -u "$work/host-links" | while read -r link; do
+      ip -n "$host_ns" link del "$link" 2>/dev/null
+    done
+  fi
+  # The host namespace last: its iptables rules and ipsets go with it.
+  ip netns list | awk '{print $1}' | grep "^$tag-" | grep -v "^$host_ns\$" | while read -r ns; do
+    ip netns del "$ns"
+  done
+  ip netns del "$host_ns" 2>/dev/null
   echo "$forward_before" >/proc/sys/net/ipv4/ip_forward
   rm -rf "$work"
   exit "$status"
@@ -113,7 +118,7 @@ trap 'exit 143' TERM
 # Python's own RSS, which an exec does not reset; GNU time's floor is its own
 # ~1 MiB, printed with the results.)
 cat >"$work/driver.py" <<'PY'
-import json, math, os, subprocess, sys, time
+import json, math, os, re, statistics, subprocess, sys, time
 
 def call(argv, env, stdin, stderr):
     start = time.perf_counter_ns()
@@ -170,6 +175,90 @@ def run(mode, setup, plugin, config_file, count, results, links, stderr_file, ke
         json.dump({"maxrss_kib": rss, "failures": failures}, open(results, "w"))
     sys.exit(1 if failures else 0)
 
+def host_links():
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
+
+def mass(setup, plugin, config_file, count, results, links, stderr_file):
+    # Mass teardown: N pods set up one after the other (untimed), then all
+    # N DELs started at once. Timed: from the first spawn until every DEL
+    # has returned, and until every host-side interface the ADDs reported
+    # is gone from the host (polled every 2 ms).
+    config = open(config_file, "rb").read()
+    mine = set()
+    with open(stderr_file, "ab") as stderr, open(links, "a") as link_file:
+        for i in range(count):
+            name = f"{setup}-{i}"
+            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "ADD",
+                   "CNI_CONTAINERID": name, "CNI_NETNS": f"/run/netns/{name}",
+                   "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
+            _, code, out = call([plugin], env, config, stderr)
+            if code != 0:
+                sys.exit(f"mass: ADD {name} failed: exit {code}: {out}")
+            for interface in json.loads(out).get("interfaces", []):
+                if "sandbox" not in interface:
+                    mine.add(interface["name"])
+                    link_file.write(interface["name"] + "\n")
+        children = []
+        start = time.perf_counter_ns()
+        for i in range(count):
+            name = f"{setup}-{i}"
+            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "DEL",
+                   "CNI_CONTAINERID": name, "CNI_NETNS": f"/run/netns/{name}",
+                   "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
+            child = subprocess.Popen([plugin], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=stderr, env=env)
+            child.stdin.write(config)
+            child.stdin.close()
+            children.append(child)
+        codes = [child.wait() for child in children]
+        returned = time.perf_counter_ns() - start
+        deadline = time.monotonic() + 30
+        while mine & host_links():
+            if time.monotonic() > deadline:
+                sys.exit(f"mass: {len(mine & host_links())} host interfaces still there 30 s after the DELs")
+            time.sleep(0.002)
+        gone = time.perf_counter_ns() - start
+    if any(codes):
+        sys.exit(f"mass: {sum(1 for c in codes if c)} DELs failed")
+    json.dump({"returned_ns": returned, "gone_ns": gone, "pods": count}, open(results, "w"))
+
+def versions(plugin, config_file, count, results):
+    # The cost of starting and ending the process: VERSION reads stdin and
+    # answers, touching neither the node nor the kernel.
+    config = open(config_file, "rb").read()
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "VERSION"}
+    timings = []
+    with open(os.devnull, "wb") as null:
+        for _ in range(count):
+            elapsed, code, out = call([plugin], env, config, null)
+            if code != 0:
+                sys.exit(f"VERSION failed: exit {code}: {out}")
+            timings.append(elapsed)
+    json.dump({"timings_ns": timings}, open(results, "w"))
+
+PHASE_LINE = re.compile(r" (ADD|DEL) container=.* ok in ([0-9.]+) ms \((.*)\)$", re.IGNORECASE)
+
+def phase_medians(log):
+    # The plugin's own breakdown, one line per successful call:
+    # "ok in 2.10 ms (config 0.05, prepare 0.10, allocate 1.20 [node 0.90], ...)"
+    per_verb = {}
+    for line in open(log, errors="replace"):
+        m = PHASE_LINE.search(line.rstrip("\n"))
+        if not m:
+            continue
+        phases = per_verb.setdefault(m.group(1).upper(), {})
+        phases.setdefault("in-process total", []).append(float(m.group(2)))
+        for part in m.group(3).split(", "):
+            node = re.match(r"(\S+) ([0-9.]+)(?: \[node ([0-9.]+)\])?$", part)
+            if not node:
+                continue
+            phases.setdefault(node.group(1), []).append(float(node.group(2)))
+            if node.group(3):
+                phases.setdefault(node.group(1) + ": in the node", []).append(float(node.group(3)))
+    return {verb: {name: statistics.median(v) for name, v in phases.items()}
+            for verb, phases in per_verb.items()}
+
 def percentile(values, p):
     # nearest rank: the smallest value with at least p% of the values <= it
     ordered = sorted(values)
@@ -196,15 +285,41 @@ def report(directory, floor_kib, sizes):
             r99 = f"{s[1] / base[1]:.2f}x" if base else "-"
             print(f"{label:<26} {verb:<4} {s[2]:>5} {s[0]:>8.2f} {s[1]:>8.2f} {r50:>10} {r99:>10}")
     print()
+    print("mass teardown: all pods' DELs started at once (ms from the first spawn):")
+    for key, label in rows:
+        path = os.path.join(directory, key + "-mass.json")
+        if not os.path.exists(path):
+            continue
+        m = json.load(open(path))
+        base = json.load(open(os.path.join(directory, "ptp-mass.json")))
+        print(f"  {label:<26} {m['pods']} DELs returned {m['returned_ns'] / 1e6:8.1f} "
+              f"({m['returned_ns'] / base['returned_ns']:.2f}x); interfaces gone {m['gone_ns'] / 1e6:8.1f} "
+              f"({m['gone_ns'] / base['gone_ns']:.2f}x)")
+    print()
+    print("where the time of a call goes (medians; the plugin's own log of its phases; process")
+    print("start and exit measured as a VERSION call, which touches neither the node nor the kernel):")
+    for key, label in rows:
+        version = os.path.join(directory, key + "-version.json")
+        if os.path.exists(version):
+            values = json.load(open(version))["timings_ns"]
+            print(f"  {label:<26} process start+exit (VERSION): {percentile(values, 50):.2f} ms")
+    for key, label in rows[1:]:
+        log = os.path.join(directory, key + "-phases.log")
+        if not os.path.exists(log):
+            continue
+        for verb, phases in sorted(phase_medians(log).items()):
+            parts = ", ".join(f"{name} {ms:.2f}" for name, ms in phases.items() if name != "in-process total")
+            print(f"  {label:<26} {verb} in-process {phases['in-process total']:.2f} ms: {parts}")
+    print()
     print("targets (p50, romana / ptp+host-local):")
-    for key, verb, limit, label in (("r1", "ADD", 0.5, "1-node ADD"), ("r1", "DEL", 1.0, "1-node DEL"),
-                                     ("r3", "ADD", 1.0, "3-node ADD")):
+    for key, verb, limit, label in (("r1", "ADD", 0.25, "1-node ADD"), ("r1", "DEL", 0.5, "1-node DEL"),
+                                     ("r3", "ADD", 0.4, "3-node ADD"), ("r3", "DEL", 0.5, "3-node DEL")):
         s, base = stat[key, verb], stat["ptp", verb]
         if s is None or base is None:
-            print(f"  {label:<11} <= {limit:.1f}x: no data")
+            print(f"  {label:<11} <= {limit:.2f}x: no data")
             continue
         ratio = s[0] / base[0]
-        print(f"  {label:<11} <= {limit:.1f}x: {ratio:.2f}x  {'met' if ratio <= limit else 'NOT met'}")
+        print(f"  {label:<11} <= {limit:.2f}x: {ratio:.2f}x  {'met' if ratio <= limit else 'NOT met'}")
     print()
     print(f"peak RSS (max over the calls, /usr/bin/time %M; its floor here: {floor_kib / 1024:.1f} MiB):")
     for key, label in rows:
@@ -224,6 +339,10 @@ if __name__ == "__main__":
     if sys.argv[1] == "run":
         mode, setup, plugin, config_file, count, results, links, stderr_file, keep_going = sys.argv[2:]
         run(mode, setup, plugin, config_file, int(count), results, links, stderr_file, keep_going == "true")
+    elif sys.argv[1] == "mass":
+        mass(*sys.argv[2:4], sys.argv[4], int(sys.argv[5]), *sys.argv[6:9])
+    elif sys.argv[1] == "version":
+        versions(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif sys.argv[1] == "report":
         report(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
     elif sys.argv[1] == "port":
@@ -233,6 +352,18 @@ if __name__ == "__main__":
         print(s.getsockname()[1])
     elif sys.argv[1] == "leader":  # status JSON on stdin
         print(json.load(sys.stdin).get("leader") or "")
+    elif sys.argv[1] == "ready":  # exits 0 once the node at SOCKET takes ADDs
+        import socket
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sys.argv[2])
+        s.sendall(b"GET /v1/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        ready = json.loads(body or b"{}")
+        sys.exit(0 if head.split()[1:2] == [b"200"] and ready.get("registered_host")
+                 and ready.get("isolation_ready", True) else 1)
     elif sys.argv[1] == "voters":
         print(sum(1 for m in json.load(sys.stdin)["members"] if m.get("role") == "voter"))
 PY
@@ -244,24 +375,28 @@ wait_for() { # wait_for DESCRIPTION COMMAND...
   log "timed out waiting for $what"; exit 1
 }
 ctl() { local sock=$1; shift; "$bin/romanactl" --socket "$sock" "$@"; }
+in_host() { ip netns exec "$host_ns" "$@"; }
 knows_host() { ctl "$1" -o json host list | grep -q "\"name\": *\"$2\""; }
 
-# --firewall false: the machine's own FORWARD chain is not the benchmark's to
-# change. --manage-routes false: on loopback every host shares one underlay address,
-# so there is no route to install; and the reconciler would otherwise own
-# every Romana-protocol route of this layout's host-prefix length in the
-# machine's table, also those of other clusters running here.
-start_node() { # start_node NAME [--join ADDR]: sets $node_addr
-  local name=$1; shift
+# Everything runs in the bench's own network namespace ($host_ns, its "host"),
+# plugins and nodes alike: the node that serves the plugin runs in its default
+# configuration, with its isolation rules (iptables, ipsets) in that namespace,
+# not in the machine's. --manage-routes false: on loopback every host shares one
+# underlay address, so there is no route to another host to install. Of the
+# three-node cluster only the follower the plugin talks to has the firewall
+# on (three nodes in one namespace would fight over the same chains).
+start_node() { # start_node NAME FIREWALL [--join ADDR]: sets $node_addr
+  local name=$1 firewall=$2; shift 2
   node_addr=127.0.0.1:$(py port)
-  RUST_LOG=warn "$bin/romana-node" run --name "$name" --data-dir "$work/$name" \
+  RUST_LOG=warn in_host "$bin/romana-node" run --name "$name" --data-dir "$work/$name" \
     --listen "$node_addr" --api-socket "$work/$name.sock" \
     --cluster-secret-file "$work/cluster-secret" \
     --cidr "$romana_cidr" --host-bits 4 --tenant-bits 2 --segment-bits 2 --endpoint-bits 8 \
-    --manage-routes false --firewall false \
+    --manage-routes false --firewall "$firewall" \
     "$@" >>"$work/$name.log" 2>&1 &
   pids+=($!)
 }
+node_ready() { py ready "$1"; }
 stop_nodes() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -279,12 +414,21 @@ bench() { # bench KEY PLUGIN CONFIG_FILE
   ip netns add "$tag-$key-warm"
   warm_up "$key" "$plugin" "$config"
   log "$key: $rounds ADDs, then $rounds DELs (timed)"
-  py run time "$tag-$key" "$plugin" "$config" "$rounds" "$work/$key.json" "$work/host-links" \
+  in_host python3 "$work/driver.py" version "$plugin" "$config" "$rounds" "$work/$key-version.json"
+  rm -f "$work/$key-cni.log"
+  in_host python3 "$work/driver.py" run time "$tag-$key" "$plugin" "$config" "$rounds" "$work/$key.json" "$work/host-links" \
     "$work/$key.stderr" "$keep_going" || status=$?
+  # The timed calls' own phase lines (romana's log; the RSS run's go elsewhere).
+  [[ -f $work/$key-cni.log ]] && mv "$work/$key-cni.log" "$work/$key-phases.log"
   if ((status == 0)) || $keep_going; then
     log "$key: the same again under /usr/bin/time (peak RSS, untimed)"
-    py run rss "$tag-$key" "$plugin" "$config" "$rounds" "$work/$key-rss.json" "$work/host-links" \
+    in_host python3 "$work/driver.py" run rss "$tag-$key" "$plugin" "$config" "$rounds" "$work/$key-rss.json" "$work/host-links" \
       "$work/$key.stderr" "$keep_going" || status=$?
+  fi
+  if ((status == 0)); then
+    log "$key: mass teardown: $rounds ADDs, then $rounds DELs at once"
+    in_host python3 "$work/driver.py" mass "$tag-$key" "$plugin" "$config" "$rounds" "$work/$key-mass.json" "$work/host-links" \
+      "$work/$key.stderr" || status=$?
   fi
   for ((i = 0; i < rounds; i++)); do ip netns del "$tag-$key-$i"; done
   ip netns del "$tag-$key-warm"
@@ -297,7 +441,7 @@ bench() { # bench KEY PLUGIN CONFIG_FILE
 warm_up() { # one untimed ADD and DEL in $tag-KEY-warm
   local key=$1 plugin=$2 config=$3 verb out
   for verb in ADD DEL; do
-    if ! out=$(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=$verb CNI_CONTAINERID="$tag-$key-warm" \
+    if ! out=$(in_host env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=$verb CNI_CONTAINERID="$tag-$key-warm" \
       CNI_NETNS="/run/netns/$tag-$key-warm" CNI_IFNAME=eth0 CNI_PATH=$cni_dir \
       "$plugin" <"$config" 2>>"$work/$key.stderr"); then
       log "$key: warm-up $verb failed: $out"; exit 1
@@ -310,6 +454,8 @@ for i in json.load(sys.stdin).get("interfaces", []):
   done
 }
 failed=false
+ip netns add "$host_ns"
+ip -n "$host_ns" link set lo up
 
 # --- ptp + host-local -------------------------------------------------------
 mkdir -p "$work/host-local"
@@ -321,15 +467,16 @@ bench ptp "$cni_dir/ptp" "$work/ptp.conf"
 
 # --- romana, single-node cluster --------------------------------------------
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/cluster-secret"
-romana_config() { # romana_config SOCKET FILE
+romana_config() { # romana_config SOCKET FILE (the plugin logs to FILE's name with -cni.log)
   cat >"$2" <<EOF
 {"cniVersion":"1.0.0","name":"bench-romana","type":"romana","tenant":"bench",
- "node_socket":"$1","log_file":"$work/romana-cni.log"}
+ "node_socket":"$1","log_file":"${2%.conf}-cni.log"}
 EOF
 }
 log "r1: starting a single-node cluster"
-start_node "$tag-solo"
+start_node "$tag-solo" true
 wait_for "the single node to register its host" knows_host "$work/$tag-solo.sock" "$tag-solo"
+wait_for "the single node's isolation rules" node_ready "$work/$tag-solo.sock"
 ctl "$work/$tag-solo.sock" tenant create bench >/dev/null
 romana_config "$work/$tag-solo.sock" "$work/r1.conf"
 bench r1 "$bin/romana" "$work/r1.conf"
@@ -337,16 +484,20 @@ stop_nodes
 
 # --- romana, three-node cluster, plugin on a follower -----------------------
 log "r3: starting a three-node cluster"
-start_node "$tag-n1"
+start_node "$tag-n1" false
 first=$node_addr
 wait_for "$tag-n1" knows_host "$work/$tag-n1.sock" "$tag-n1"
-start_node "$tag-n2" --join "$first"
-start_node "$tag-n3" --join "$first"
+start_node "$tag-n2" true --join "$first"
+start_node "$tag-n3" false --join "$first"
 three_voters() { [[ $(ctl "$work/$tag-n1.sock" -o json status | py voters) -eq 3 ]]; }
 wait_for "three voters" three_voters
 leader=$(ctl "$work/$tag-n1.sock" -o json status | py leader)
-for n in n1 n2 n3; do [[ $tag-$n != "$leader" ]] && follower=$tag-$n && break; done
+# The plugin talks to n2, the node with the firewall: n1 created the cluster
+# and leads unless an election moved the lead.
+follower=$tag-n2
+[[ $follower != "$leader" ]] || log "r3: $follower leads (an election moved the lead): the 3-node row is not through a follower"
 wait_for "$follower to register its host" knows_host "$work/$follower.sock" "$follower"
+wait_for "$follower's isolation rules" node_ready "$work/$follower.sock"
 ctl "$work/$follower.sock" tenant create bench >/dev/null
 log "r3: leader $leader; the plugin talks to $follower (a follower)"
 romana_config "$work/$follower.sock" "$work/r3.conf"

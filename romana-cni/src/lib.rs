@@ -10,6 +10,7 @@
 //! - [`version`]: supported spec versions and result conversion.
 //! - [`error`]: CNI error codes and the error object.
 //! - [`log`]: the log file.
+//! - [`timing`]: the phases of an invocation, logged with its outcome.
 //!
 //! Links, addresses and routes are [`romana_netlink`]'s.
 //!
@@ -32,4 +33,5 @@ pub mod error;
 pub mod log;
 pub mod node_client;
 pub mod plugin;
+pub mod timing;
 pub mod version;

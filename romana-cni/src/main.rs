@@ -12,13 +12,14 @@ use romana_cni::plugin;
 const MAX_STDIN_BYTES: u64 = 4 * 1024 * 1024;
 
 fn main() {
+    let started = std::time::Instant::now();
     let environment = Environment::from_process();
     let mut stdin = Vec::new();
     let outcome = match std::io::stdin()
         .take(MAX_STDIN_BYTES)
         .read_to_end(&mut stdin)
     {
-        Ok(_) => plugin::run(&environment, &stdin),
+        Ok(_) => plugin::run(&environment, &stdin, started),
         Err(e) => plugin::Outcome {
             cni_version: romana_cni::version::LATEST.into(),
             result: Err(CniError::new(

@@ -25,6 +25,8 @@ pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// How long the node says it took (its `Server-Timing` header), ms.
+    pub node_ms: Option<f64>,
 }
 
 impl Answer {
@@ -169,6 +171,7 @@ fn parse_answer(raw: &[u8]) -> std::result::Result<Answer, String> {
         .ok_or("no status")?;
     let mut chunked = false;
     let mut length = None;
+    let mut node_ms = None;
     for line in lines {
         if let Some((name, value)) = line.split_once(':') {
             let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
@@ -176,6 +179,8 @@ fn parse_answer(raw: &[u8]) -> std::result::Result<Answer, String> {
                 chunked = true;
             } else if name == "content-length" {
                 length = value.parse::<usize>().ok();
+            } else if name == "server-timing" {
+                node_ms = server_timing_ms(value);
             }
         }
     }
@@ -196,7 +201,22 @@ fn parse_answer(raw: &[u8]) -> std::result::Result<Answer, String> {
             |_| serde_json::json!({ "error": String::from_utf8_lossy(&body).trim().to_string() }),
         )
     };
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        body,
+        node_ms,
+    })
+}
+
+/// The `dur` of a `Server-Timing` value's first metric (`node;dur=1.25`).
+fn server_timing_ms(value: &str) -> Option<f64> {
+    value
+        .split(',')
+        .next()?
+        .split(';')
+        .find_map(|param| param.trim().strip_prefix("dur="))
+        .and_then(|dur| dur.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
 }
 
 fn dechunk(mut rest: &[u8]) -> std::result::Result<Vec<u8>, String> {
@@ -236,5 +256,14 @@ mod tests {
         assert_eq!(answer.status, 409);
         assert_eq!(answer.message(), "x");
         assert!(parse_answer(b"garbage").is_err());
+        let timed =
+            b"HTTP/1.1 200 OK\r\nserver-timing: node;dur=1.25\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_answer(timed).expect("parses").node_ms, Some(1.25));
+        assert_eq!(
+            server_timing_ms("node;desc=\"x\";dur=0.5, db;dur=9"),
+            Some(0.5)
+        );
+        assert_eq!(server_timing_ms("node;dur=-1"), None);
+        assert_eq!(server_timing_ms("node"), None);
     }
 }

@@ -43,7 +43,7 @@ use romana_api::ipam::{
 };
 use romana_api::paths::{self, PATH_ALLOCATIONS, PATH_GC, PATH_READY, PATH_RELEASE, PATH_TENANTS};
 use romana_api::ErrorCode;
-use romana_netlink::{format_mac, Netlink, NetlinkError};
+use romana_netlink::{format_mac, Netlink, NetlinkError, RETIRED_LINK_GROUP};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -52,6 +52,7 @@ use crate::config::{resolve_segment, resolve_tenant, CniArgs, Command, Environme
 use crate::error::{code, CniError, Result};
 use crate::log::Log;
 use crate::node_client::{Answer, NodeClient};
+use crate::timing::Phases;
 use crate::version;
 
 /// Times an allocation whose outcome the node could not confirm is asked
@@ -97,7 +98,8 @@ pub struct Outcome {
 }
 
 /// Runs one invocation.
-pub fn run(environment: &Environment, stdin: &[u8]) -> Outcome {
+/// `started`: when the process began (its phases are logged from there).
+pub fn run(environment: &Environment, stdin: &[u8], started: std::time::Instant) -> Outcome {
     let Some(command) = environment.command else {
         return Outcome {
             cni_version: version::LATEST.into(),
@@ -137,9 +139,11 @@ pub fn run(environment: &Environment, stdin: &[u8]) -> Outcome {
             config.name
         ),
     );
+    let mut phases = Phases::since(started);
+    phases.mark("config");
     let result = match command {
-        Command::Add => cmd_add(environment, &config, &log).map(Some),
-        Command::Del => cmd_del(environment, &config, &log).map(|()| None),
+        Command::Add => cmd_add(environment, &config, &log, &mut phases).map(Some),
+        Command::Del => cmd_del(environment, &config, &log, &mut phases).map(|()| None),
         Command::Check if version::has_check(&config.cni_version) => {
             cmd_check(environment, &config, &log).map(|()| None)
         }
@@ -156,7 +160,7 @@ pub fn run(environment: &Environment, stdin: &[u8]) -> Outcome {
         )),
     };
     match &result {
-        Ok(_) => log.info("ok"),
+        Ok(_) => log.info(&format!("ok in {}", phases.summary())),
         Err(e) => log.error(&e.to_string()),
     }
     Outcome {
@@ -214,8 +218,14 @@ fn parse_allocation(body: Value) -> Result<AllocationView> {
 
 /// Posts the allocation, asking again with the same request id while the
 /// node answers that the outcome is not known yet.
-fn post_allocation(client: &NodeClient, body: &Value, log: &Log) -> Result<Answer> {
+fn post_allocation(
+    client: &NodeClient,
+    body: &Value,
+    log: &Log,
+    phases: &mut Phases,
+) -> Result<Answer> {
     let mut answer = client.post(PATH_ALLOCATIONS, body)?;
+    phases.node(answer.node_ms);
     for attempt in 1..=MAX_OUTCOME_RETRIES {
         if answer.is_success() || answer.code() != ErrorCode::OutcomeUnknown {
             break;
@@ -225,6 +235,7 @@ fn post_allocation(client: &NodeClient, body: &Value, log: &Log) -> Result<Answe
             answer.message()
         ));
         answer = client.post(PATH_ALLOCATIONS, body)?;
+        phases.node(answer.node_ms);
     }
     Ok(answer)
 }
@@ -236,8 +247,9 @@ fn allocate(
     body: &Value,
     tenant: Option<&str>,
     log: &Log,
+    phases: &mut Phases,
 ) -> Result<Value> {
-    let answer = post_allocation(client, body, log)?;
+    let answer = post_allocation(client, body, log, phases)?;
     if answer.is_success() {
         return Ok(answer.body);
     }
@@ -259,7 +271,7 @@ fn allocate(
     if !created.is_success() && created.status != 409 {
         return Err(created.into_error(&format!("create tenant {tenant}")));
     }
-    let answer = post_allocation(client, body, log)?;
+    let answer = post_allocation(client, body, log, phases)?;
     if answer.is_success() {
         Ok(answer.body)
     } else {
@@ -280,7 +292,12 @@ fn enable_forwarding() -> Result<()> {
     }
 }
 
-fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Value> {
+fn cmd_add(
+    environment: &Environment,
+    config: &NetConf,
+    log: &Log,
+    phases: &mut Phases,
+) -> Result<Value> {
     let container_id = environment.container_id()?;
     let ifname = environment.ifname()?;
     let netns = environment.netns()?;
@@ -302,11 +319,21 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
     let client = NodeClient::new(config.node.clone())?.for_command("ADD");
     let host_veth = host_veth_name(container_id, ifname);
     let mut host = Netlink::open_here().map_err(dataplane)?;
-    if host.link(&host_veth).map_err(dataplane)?.is_some() {
-        return Err(CniError::new(
+    match host.link(&host_veth).map_err(dataplane)? {
+        // Retired by a DEL of this container moments ago and not deleted
+        // by the node yet: an ADD again (a runtime retrying a sandbox)
+        // deletes it now.
+        Some(link) if link.group == RETIRED_LINK_GROUP => {
+            log.info(&format!(
+                "deleting {host_veth}, retired by an earlier DEL, before setting up again"
+            ));
+            host.delete_link(&host_veth).map_err(dataplane)?;
+        }
+        Some(_) => return Err(CniError::new(
             code::ALREADY_SET_UP,
             format!("{container_id}/{ifname} is already set up (host interface {host_veth} exists); DEL it first"),
-        ));
+        )),
+        None => {}
     }
 
     let body = to_json(&AllocateBody {
@@ -322,7 +349,8 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
         // node could not confirm the outcome) replay the committed answer.
         request_id: Some(invocation_request_id(container_id, ifname)),
     });
-    let answer = allocate(config, &client, &body, tenant.as_deref(), log)?;
+    phases.mark("prepare");
+    let answer = allocate(config, &client, &body, tenant.as_deref(), log, phases)?;
     // From here on the node holds an address for this container/interface:
     // any failure, reading the answer included, releases it.
     let mut rollback = AddRollback {
@@ -346,8 +374,10 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
         ));
     }
 
+    phases.mark("allocate");
     host.create_veth(&host_veth, ifname, netns_file.as_raw_fd(), config.mtu)
         .map_err(dataplane)?;
+    phases.mark("veth");
     let mut pod = Netlink::open_in(netns).map_err(dataplane)?;
     let pod_link = pod.link(ifname).map_err(dataplane)?.ok_or_else(|| {
         CniError::new(
@@ -375,6 +405,7 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
     )
     .map_err(dataplane)?;
 
+    phases.mark("pod");
     let host_link = host.link(&host_veth).map_err(dataplane)?.ok_or_else(|| {
         CniError::new(
             code::DATAPLANE_FAILURE,
@@ -395,6 +426,7 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
     .map_err(dataplane)?;
     enable_forwarding()?;
     rollback.armed = false;
+    phases.mark("host");
 
     log.info(&format!(
         "{address} via {gateway}, host side {host_veth}, tenant {}, segment {}",
@@ -418,19 +450,32 @@ fn cmd_add(environment: &Environment, config: &NetConf, log: &Log) -> Result<Val
         "routes": [{ "dst": "0.0.0.0/0", "gw": gateway.to_string() }],
         "dns": {},
     });
-    Ok(version::convert_result(result, &config.cni_version))
+    let result = version::convert_result(result, &config.cni_version);
+    phases.mark("result");
+    Ok(result)
 }
 
-fn cmd_del(environment: &Environment, config: &NetConf, log: &Log) -> Result<()> {
+fn cmd_del(
+    environment: &Environment,
+    config: &NetConf,
+    log: &Log,
+    phases: &mut Phases,
+) -> Result<()> {
     let container_id = environment.container_id()?;
     let ifname = environment.ifname()?;
     let host_veth = host_veth_name(container_id, ifname);
     // The veth first: an address must never be handed out again while the
-    // old pod's interface still exists. Deleting the host end removes the
-    // pod end and the host route with it; gone already is fine.
+    // old pod's interface can still carry traffic. Retiring the host end
+    // (down, into the retired group, one request) takes the pod's route
+    // with it and cuts the pod off at once; the node deletes retired veths
+    // in batches, one RCU grace period for many of them, within a second
+    // (deleting it here would make every DEL wait about 20 ms for the
+    // kernel). Gone already is fine.
     let mut host = Netlink::open_here().map_err(dataplane)?;
-    host.delete_link(&host_veth).map_err(dataplane)?;
-    post_and_log_outcome(
+    host.retire_link(&host_veth, RETIRED_LINK_GROUP)
+        .map_err(dataplane)?;
+    phases.mark("veth");
+    let node_ms = post_and_log_outcome(
         config,
         PATH_RELEASE,
         &to_json(&ReleaseBody {
@@ -441,11 +486,15 @@ fn cmd_del(environment: &Environment, config: &NetConf, log: &Log) -> Result<()>
         "release the address",
         "released",
         log,
-    )
+    )?;
+    phases.node(node_ms);
+    phases.mark("release");
+    Ok(())
 }
 
 /// Posts a request the node answers with an `outcome`, turns a refusal
 /// into the CNI error for `what`, and logs the outcome under `label`.
+/// Returns the node's own time for the request, if it said.
 fn post_and_log_outcome(
     config: &NetConf,
     path: &str,
@@ -453,7 +502,7 @@ fn post_and_log_outcome(
     what: &str,
     label: &str,
     log: &Log,
-) -> Result<()> {
+) -> Result<Option<f64>> {
     let command = if path == PATH_GC { "GC" } else { "DEL" };
     let client = NodeClient::new(config.node.clone())?.for_command(command);
     let answer = client.post(path, body)?;
@@ -468,7 +517,7 @@ fn post_and_log_outcome(
             .map(Value::to_string)
             .unwrap_or_default()
     ));
-    Ok(())
+    Ok(answer.node_ms)
 }
 
 /// Refuses a `CNI_NETNS` that is the host's own network namespace (the
@@ -651,6 +700,7 @@ fn cmd_gc(config: &NetConf, log: &Log) -> Result<()> {
         "garbage collection",
         log,
     )
+    .map(|_| ())
 }
 
 #[cfg(test)]

@@ -437,12 +437,87 @@ fn del_is_idempotent_in_every_case() {
         "DEL of a container never added"
     );
     assert!(node.allocations().is_empty(), "{:?}", node.allocations());
-    for container in [&container, &gone] {
-        assert!(
-            !host_veths().contains(&host_veth_name(container, "eth0")),
-            "veth left for {container}"
-        );
+    let veths: Vec<String> = [&container, &gone]
+        .iter()
+        .map(|container| host_veth_name(container, "eth0"))
+        .collect();
+    if let Err(left) = veths_gone_within_a_second(&veths) {
+        panic!("veths left a second after their DELs: {left:?}");
     }
+}
+
+#[test]
+fn a_del_cuts_the_pod_off_at_once_and_nothing_of_it_outlives_the_del_by_a_second() {
+    // Goal: when DEL returns, the pod's route is gone and its host end is
+    // down (the pod can reach nothing); within a second its veth (both
+    // ends) is gone too, deleted by the node in a batch; an ADD of the same
+    // container right after its DEL works.
+    let node = Node::start();
+    let config = node.config("t1", "1.0.0");
+    let container = unique("cut");
+    let netns = Netns::new();
+    let add = verb("ADD", &config, &container, Some(&netns), "eth0");
+    assert!(add.success, "{add:?}");
+    let address = result_address(&add.json());
+    let gateway = add.json()["ips"][0]["gateway"]
+        .as_str()
+        .expect("gateway")
+        .to_string();
+    let veth = host_veth_name(&container, "eth0");
+    assert!(netns
+        .exec(&["ping", "-c", "1", "-W", "2", &gateway])
+        .status
+        .success());
+
+    let del = verb("DEL", &config, &container, Some(&netns), "eth0");
+    assert!(del.success, "{del:?}");
+    let routes = sh("ip", &["route"]);
+    assert!(
+        !routes.contains(&format!("{address} dev {veth}")),
+        "the route to {address} outlived the DEL: {routes}"
+    );
+    let link = sh("ip", &["-o", "link", "show", "dev", &veth]);
+    assert!(
+        link.is_empty() || (!link.contains(",UP") && !link.contains("<UP")),
+        "the host end is still up after the DEL: {link}"
+    );
+    assert!(
+        !netns
+            .exec(&["ping", "-c", "1", "-W", "1", &gateway])
+            .status
+            .success(),
+        "the pod still reaches its gateway after its DEL"
+    );
+    match veths_gone_within_a_second(std::slice::from_ref(&veth)) {
+        Ok(took) => eprintln!("{veth} gone {} ms after the DEL", took.as_millis()),
+        Err(left) => panic!("{left:?} outlived the DEL by more than a second"),
+    }
+    let pod_links = netns.exec(&["ip", "-o", "link", "show"]);
+    assert!(
+        !String::from_utf8_lossy(&pod_links.stdout).contains("eth0"),
+        "the pod's end is still there"
+    );
+    assert!(
+        !sh("ip", &["-o", "addr", "show"]).contains(&format!("{address}/")),
+        "the pod's address is still on a host interface"
+    );
+
+    // DEL and ADD again at once: the retired veth may still be there, and
+    // the ADD replaces it.
+    let again = Netns::new();
+    assert!(verb("ADD", &config, &container, Some(&again), "eth0").success);
+    assert!(verb("DEL", &config, &container, Some(&again), "eth0").success);
+    let readd = verb("ADD", &config, &container, Some(&again), "eth0");
+    assert!(readd.success, "ADD right after DEL: {readd:?}");
+    assert!(again
+        .exec(&["ping", "-c", "1", "-W", "2", &gateway])
+        .status
+        .success());
+    assert!(verb("DEL", &config, &container, Some(&again), "eth0").success);
+    if let Err(left) = veths_gone_within_a_second(&[veth]) {
+        panic!("{left:?} outlived the last DEL by more than a second");
+    }
+    assert!(node.allocations().is_empty(), "{:?}", node.allocations());
 }
 
 #[test]
@@ -572,13 +647,15 @@ fn fifty_parallel_adds_get_distinct_addresses_and_fifty_dels_leave_nothing() {
         }
     });
     assert!(node.allocations().is_empty());
-    let veths = host_veths();
     let routes = sh("ip", &["route"]);
-    for ((container, _), address) in pods.iter().zip(addresses.iter()) {
-        assert!(
-            !veths.contains(&host_veth_name(container, "eth0")),
-            "veth of {container} left"
-        );
+    let veths: Vec<String> = pods
+        .iter()
+        .map(|(container, _)| host_veth_name(container, "eth0"))
+        .collect();
+    if let Err(left) = veths_gone_within_a_second(&veths) {
+        panic!("veths left a second after their DELs: {left:?}");
+    }
+    for address in &addresses {
         assert!(
             !routes.contains(&format!("{address} dev rom")),
             "route to {address} left"

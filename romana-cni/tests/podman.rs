@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{host_veths, sh, unique, Node, SharedHostportChains, PLUGIN};
+use common::{
+    host_veths, sh, unique, veths_gone_within_a_second, Node, SharedHostportChains, PLUGIN,
+};
 use romana_cni::plugin::host_veth_name;
 use serde_json::{json, Value};
 
@@ -550,7 +552,13 @@ fn podman_runs_containers_on_romana_networks() {
         podman.ok(&["ps", "--all", "--quiet"]).is_empty(),
         "containers left"
     );
-    let veths = host_veths();
+    let all_veths: Vec<String> = ids
+        .iter()
+        .map(|(id, _)| host_veth_name(id, "eth0"))
+        .collect();
+    if let Err(left) = veths_gone_within_a_second(&all_veths) {
+        panic!("host veths left a second after podman rm: {left:?}");
+    }
     let everything = sh("iptables-save", &[]);
     let cache: Vec<String> = std::fs::read_dir("/var/lib/cni/results")
         .map(|entries| {
@@ -561,10 +569,6 @@ fn podman_runs_containers_on_romana_networks() {
         })
         .unwrap_or_default();
     for ((id, _), sandbox) in ids.iter().zip(&sandboxes) {
-        assert!(
-            !veths.contains(&host_veth_name(id, "eth0")),
-            "host veth of {id} left"
-        );
         assert!(!sandbox.exists(), "netns {} left", sandbox.display());
         assert!(
             !everything.contains(id.as_str()),

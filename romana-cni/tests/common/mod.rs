@@ -235,6 +235,31 @@ pub fn host_veths() -> Vec<String> {
         .collect()
 }
 
+/// The longest a pod's veth may outlive its DEL: the DEL retires it (down,
+/// no route) and the node deletes retired veths in batches.
+pub const RETIRED_VETH_LIFETIME: Duration = Duration::from_secs(1);
+
+/// Waits until none of `names` is a link here, for at most
+/// [`RETIRED_VETH_LIFETIME`]; the ones still there after it otherwise.
+pub fn veths_gone_within_a_second(names: &[String]) -> Result<Duration, Vec<String>> {
+    let started = Instant::now();
+    loop {
+        let links = host_veths();
+        let left: Vec<String> = names
+            .iter()
+            .filter(|name| links.contains(name))
+            .cloned()
+            .collect();
+        if left.is_empty() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > RETIRED_VETH_LIFETIME {
+            return Err(left);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Splits a line of `iptables -S` into arguments (double quotes group).
 pub fn split_rule(line: &str) -> Vec<String> {
     let mut args = Vec::new();

@@ -414,6 +414,9 @@ async fn release(
         ifname: body.ifname,
     };
     owner.validate().map_err(ApiError::BadRequest)?;
+    // A DEL retired the pod's veth before asking: delete it (and any other
+    // retired meanwhile) whatever becomes of the release.
+    node.link_reaper.wake();
     write(
         &node,
         listener,

@@ -101,18 +101,28 @@ async fn track(
     request: Request,
     next: Next,
 ) -> Response {
-    if !node.metrics.enabled() {
-        return next.run(request).await;
-    }
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched", |path| path.as_str())
         .to_string();
-    let method = method_label(request.method()).to_string();
     let cni = cni_command(&request, &route);
+    if !node.metrics.enabled() && cni.is_none() {
+        return next.run(request).await;
+    }
+    let method = method_label(request.method()).to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if cni.is_some() {
+        // The plugin logs the node's share of its round trip (its phases).
+        let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Ok(value) = axum::http::HeaderValue::from_str(&format!("node;dur={took_ms:.3}")) {
+            response.headers_mut().insert("server-timing", value);
+        }
+    }
+    if !node.metrics.enabled() {
+        return response;
+    }
     let metrics = &node.metrics;
     if let Some(command) = cni {
         let outcome = if response.status().is_success() {

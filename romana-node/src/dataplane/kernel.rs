@@ -126,8 +126,9 @@ pub fn enable_forwarding() {
     }
 }
 
-/// `romana-node cleanup`: removes the isolation rules and every Romana host
-/// route (proto 77 with a gateway) of this host. Keeps going past failures
+/// `romana-node cleanup`: removes the isolation rules, every Romana host
+/// route (proto 77 with a gateway) of this host and the pod veths DELs
+/// retired that are still there. Keeps going past failures
 /// and reports them together.
 pub fn cleanup_host() -> Result<(), crate::error::Error> {
     let mut problems = firewall::cleanup();
@@ -144,6 +145,10 @@ pub fn cleanup_host() -> Result<(), crate::error::Error> {
                     {
                         problems.push(e.to_string());
                     }
+                }
+                // Pod veths retired by DELs the reaper did not get to.
+                if let Err(e) = netlink.delete_group(romana_netlink::RETIRED_LINK_GROUP) {
+                    problems.push(e.to_string());
                 }
             }
             Err(e) => problems.push(e.to_string()),

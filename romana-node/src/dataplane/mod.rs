@@ -7,6 +7,7 @@
 //!   applied change that touches them and on a periodic drift check.
 //! - [`kernel`]: the real [`Dataplane`] (rtnetlink and iptables) and
 //!   `romana-node cleanup`.
+//! - [`reaper`]: deletes the pod veths CNI DELs retired, in batches.
 //! - [`recording`]: an in-memory [`Dataplane`] that records what it was
 //!   asked to do (tests, the simulation).
 //!
@@ -16,6 +17,7 @@
 pub mod firewall;
 pub mod ipsets;
 pub mod kernel;
+pub mod reaper;
 pub mod reconciler;
 pub mod recording;
 pub mod routes;

@@ -83,6 +83,8 @@ pub struct NodeInner {
     /// no pod ever starts unprotected.
     /// Shared with the dataplane, which sets it.
     pub firewall_ready: Arc<AtomicBool>,
+    /// Deletes the pod veths this host's CNI DELs retired, in batches.
+    pub link_reaper: crate::dataplane::reaper::LinkReaper,
     /// `(applied index, content hash)` of the projection last hashed for
     /// `status`: hashing walks the whole state, so it is done once per
     /// applied index, off the async workers.
@@ -318,6 +320,7 @@ pub async fn open(
             batcher,
             backend: archive_backend,
             firewall_ready: Arc::new(AtomicBool::new(!config.firewall)),
+            link_reaper: crate::dataplane::reaper::LinkReaper::start(metrics.clone()),
             state_hash: std::sync::Mutex::new(None),
             peers,
             metrics,
