@@ -388,7 +388,8 @@ knows_host() { ctl "$1" -o json host list | grep -q "\"name\": *\"$2\""; }
 start_node() { # start_node NAME FIREWALL [--join ADDR]: sets $node_addr
   local name=$1 firewall=$2; shift 2
   node_addr=127.0.0.1:$(py port)
-  RUST_LOG=warn in_host "$bin/romana-node" run --name "$name" --data-dir "$work/$name" \
+  # Not through in_host (a function: $! would be its subshell, not the node).
+  RUST_LOG=warn ip netns exec "$host_ns" "$bin/romana-node" run --name "$name" --data-dir "$work/$name" \
     --listen "$node_addr" --api-socket "$work/$name.sock" \
     --cluster-secret-file "$work/cluster-secret" \
     --cidr "$romana_cidr" --host-bits 4 --tenant-bits 2 --segment-bits 2 --endpoint-bits 8 \

@@ -161,12 +161,40 @@ pub struct BenchArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Instead of the throughput measurements: the resident memory of one
+    /// node holding `--memory-pods` allocations, `--memory-policies`
+    /// policies and `--memory-log-entries` log entries.
+    #[arg(long)]
+    pub memory: bool,
+    /// Allocations the memory measurement makes.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub memory_pods: u64,
+    /// Policies the memory measurement applies.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub memory_policies: u64,
+    /// Log entries the memory measurement writes (notes fill up to it).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub memory_log_entries: u64,
 }
 
 /// Runs the benchmark and prints its report on stdout (progress on stderr).
 pub async fn run(args: BenchArgs) -> Result<(), Error> {
     // Returning (rather than dying of the signal) drops the bench future, and
     // with it every child process guard and the work directory.
+    if args.memory {
+        let report = tokio::select! {
+            report = memory(&args) => report?,
+            signal = interrupted() => return Err(Error::Api(format!("interrupted by {signal}"))),
+        };
+        let text = match args.output {
+            Output::Table => report.table(),
+            Output::Json => serde_json::to_string_pretty(&report)
+                .map(|text| text + "\n")
+                .map_err(|e| Error::Api(format!("encode output: {e}")))?,
+        };
+        print!("{text}");
+        return Ok(());
+    }
     let report = tokio::select! {
         report = bench(&args) => report?,
         signal = interrupted() => return Err(Error::Api(format!("interrupted by {signal}"))),
@@ -268,6 +296,208 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
     work.close()
         .context("cannot remove the benchmark's work directory")?;
     Ok(Report::new(args.duration_s, rows))
+}
+
+/// The memory target: a node's resident set with the default sizes.
+const TARGET_RSS_MIB: f64 = 64.0;
+
+/// What `--memory` reports: the node's resident set (and its peak) after
+/// each stage.
+#[derive(Debug, Serialize)]
+struct MemoryReport {
+    stages: Vec<MemoryStage>,
+    pods: u64,
+    policies: u64,
+    log_entries: u64,
+    snapshot_index: Option<u64>,
+    purged_index: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct MemoryStage {
+    stage: String,
+    rss_mib: f64,
+    peak_rss_mib: f64,
+    took_s: f64,
+}
+
+impl MemoryReport {
+    fn table(&self) -> String {
+        let mut text = format!(
+            "romana-node resident memory (VmRSS and VmHWM of /proc/PID/status), one node:\n\n{:<44} {:>9} {:>9} {:>8}\n",
+            "STAGE", "RSS MIB", "PEAK MIB", "TOOK S"
+        );
+        for stage in &self.stages {
+            text.push_str(&format!(
+                "{:<44} {:>9.1} {:>9.1} {:>8.1}\n",
+                stage.stage, stage.rss_mib, stage.peak_rss_mib, stage.took_s
+            ));
+        }
+        text.push_str(&format!(
+            "\nlog: {} entries written, snapshot at {}, purged up to {}\n",
+            self.log_entries,
+            self.snapshot_index.map_or("-".into(), |i| i.to_string()),
+            self.purged_index.map_or("-".into(), |i| i.to_string()),
+        ));
+        if let Some(last) = self.stages.last() {
+            text.push_str(&format!(
+                "target: RSS <= {TARGET_RSS_MIB} MiB with {} pods, {} policies and {} log entries: {:.1} MiB, {}\n",
+                self.pods,
+                self.policies,
+                self.log_entries,
+                last.rss_mib,
+                if last.rss_mib <= TARGET_RSS_MIB { "met" } else { "NOT met" }
+            ));
+        }
+        text
+    }
+}
+
+/// `VmRSS` and `VmHWM` of process `pid`, MiB.
+fn resident_mib(pid: u32) -> Result<(f64, f64), Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context(format!("cannot read the status of process {pid}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map(|kib| kib / 1024.0)
+            .ok_or_else(|| Error::Api(format!("no {name} in /proc/{pid}/status")))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Fills one node with pods, policies and log entries, noting its resident
+/// memory after each.
+async fn memory(args: &BenchArgs) -> Result<MemoryReport, Error> {
+    let base = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("romana-bench-memory-")
+        .tempdir_in(&base)
+        .context(format!(
+            "cannot create a work directory in {}",
+            base.display()
+        ))?;
+    let exe = std::env::current_exe().context("cannot find this executable to run nodes")?;
+    let secret_file = work.path().join("cluster-secret");
+    let secret = write_secret(&secret_file)?;
+    let mut cluster =
+        Cluster::start(&exe, work.path(), 1, &secret_file, &secret, Transport::Tls).await?;
+    let pid = cluster
+        .nodes
+        .first()
+        .and_then(|node| node.process.id())
+        .ok_or_else(|| Error::Api("the node has no process id".into()))?;
+    let mut stages = Vec::new();
+    let mut stage_started = Instant::now();
+    let mut note = |stage: String, started: &mut Instant| -> Result<(), Error> {
+        let (rss, peak) = resident_mib(pid)?;
+        progress(format_args!("{stage}: RSS {rss:.1} MiB (peak {peak:.1})"));
+        stages.push(MemoryStage {
+            stage,
+            rss_mib: rss,
+            peak_rss_mib: peak,
+            took_s: started.elapsed().as_secs_f64(),
+        });
+        *started = Instant::now();
+        Ok(())
+    };
+    note("started, one write".into(), &mut stage_started)?;
+
+    let plan = cluster.prepare_ipam(1).await?;
+    let pods = args.memory_pods;
+    let round = Workload::Allocations(Arc::new(AllocationRound {
+        round: 0,
+        hosts: plan.hosts.clone(),
+        issued: AtomicU64::new(0),
+        // The preparation made one allocation already.
+        budget: pods.saturating_sub(1),
+    }));
+    progress(format_args!("{pods} allocations"));
+    let made = drive(
+        &cluster.writer,
+        16,
+        Duration::from_secs(MAX_DURATION_S),
+        &round,
+    )
+    .await?;
+    if made.tally.errors > 0 {
+        return Err(Error::Api(format!(
+            "{} allocations failed: {:?}",
+            made.tally.errors, made.tally.error_samples
+        )));
+    }
+    note(format!("+ {pods} pods"), &mut stage_started)?;
+
+    let policies = args.memory_policies;
+    // At most 50 per apply (the node takes 64 at once); each opens one port
+    // of tenant b1 to itself.
+    let all: Vec<serde_json::Value> = (1..=policies)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("mem-{i:05}"),
+                "direction": "ingress",
+                "applied_to": [{"tenant": BENCH_TENANTS[0]}],
+                "peers": [{"tenant": BENCH_TENANTS[0]}],
+                "rules": [{"protocol": "tcp", "ports": [20_000 + (i % 40_000)]}],
+            })
+        })
+        .collect();
+    for chunk in all.chunks(50) {
+        cluster
+            .writer
+            .post::<_, WriteResult>(
+                romana_api::paths::PATH_POLICIES,
+                &serde_json::json!({ "securitypolicies": chunk }),
+            )
+            .await
+            .map_err(|e| Error::Api(format!("cannot apply policies: {e}")))?;
+    }
+    note(format!("+ {policies} policies"), &mut stage_started)?;
+
+    let target = args.memory_log_entries;
+    let watcher = cluster.writer.clone().with_timeout(STATUS_CALL_TIMEOUT);
+    let mut status: StatusView = watcher
+        .get(PATH_STATUS)
+        .await
+        .map_err(|e| Error::Api(format!("status: {e}")))?;
+    progress(format_args!(
+        "note writes until the log holds {target} entries"
+    ));
+    while status.last_log_index < target {
+        // Two clients: about one request per entry (the batcher has two
+        // entries in flight), so entries, not just requests, add up.
+        let measured = drive(&cluster.writer, 2, Duration::from_secs(5), &Workload::Notes).await?;
+        if measured.tally.latencies.is_empty() {
+            return Err(Error::Api(format!(
+                "no note write succeeded: {:?}",
+                measured.tally.error_samples
+            )));
+        }
+        cluster.check_running()?;
+        status = watcher
+            .get(PATH_STATUS)
+            .await
+            .map_err(|e| Error::Api(format!("status: {e}")))?;
+        progress(format_args!("log at {}", status.last_log_index));
+    }
+    note(
+        format!("+ log to {} entries", status.last_log_index),
+        &mut stage_started,
+    )?;
+    drop(cluster);
+    work.close()
+        .context("cannot remove the benchmark's work directory")?;
+    Ok(MemoryReport {
+        stages,
+        pods,
+        policies,
+        log_entries: status.last_log_index,
+        snapshot_index: status.snapshot_index,
+        purged_index: status.purged_index,
+    })
 }
 
 /// How the bench's nodes run: the default, or what it is compared with.
