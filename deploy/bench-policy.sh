@@ -337,14 +337,14 @@ class Prober:
 def hosts_holding(host_namespaces, policy):
     """The hosts whose chain still holds a rule of the policy (all listed at
     once, one `iptables -S` per host)."""
-    listings = [(host, subprocess.Popen(["ip", "netns", "exec", host, "iptables", "-w", "-S", "ROMANA-FORWARD"],
+    listings = [(host, subprocess.Popen(["ip", "netns", "exec", host, "iptables", "-w", "-S"],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
                 for host in host_namespaces]
     holding = []
     for host, listing in listings:
         output, errors = listing.communicate()
         if listing.returncode != 0:
-            fail(f"iptables -S ROMANA-FORWARD in {host}: {errors.strip()}")
+            fail(f"iptables -S in {host}: {errors.strip()}")
         if f'"policy {policy}"' in output:
             holding.append(host)
     return holding
@@ -395,6 +395,12 @@ def propagate(ctl, socket_path, directory, rounds, port_base, pairs_text, host_n
         missing = [labels[i] for i in range(len(pairs)) if reached[i] is None]
         if missing:
             fail(f"round {r}: policy {name} not enforced within 10 s ({', '.join(missing)})")
+        # Every host enforces it now (each is crossed by a pair): its rule
+        # must be listed, or the wait for its removal below proves nothing.
+        listed = hosts_holding(hosts, name)
+        if listed != hosts:
+            fail(f"round {r}: policy {name} is enforced but not listed in the chains of "
+                 f"{', '.join(h for h in hosts if h not in listed)}")
         # Delete it, and wait until no host enforces it any more.
         deleting = time.perf_counter()
         deleted = subprocess.run(base + ["policy", "delete", name], capture_output=True, text=True)
@@ -654,8 +660,9 @@ done
 in_ns "$name-p-perf1" ping -c 1 -W 1 "$perf2_ip" >/dev/null 2>&1 || { log "perf2 ($perf2_ip) is not reachable from perf1"; exit 1; }
 py datapath-policies "$work/datapath-policies" "$datapath_policies" "$datapath_port_base"
 
-policy_rules() { # policy_rules HOST_NETNS: rules of the data-path policies in its chain
-  in_ns "$1" iptables -w -S ROMANA-FORWARD | grep -c '"policy dp-' || true
+policy_rules() { # policy_rules HOST_NETNS: data-path policies with a rule in its chains
+  # (a policy may render into both the ingress and the egress chain)
+  { in_ns "$1" iptables -w -S | grep -o '"policy dp-[^"]*"' || true; } | sort -u | wc -l
 }
 wait_policy_rules() { # wait_policy_rules N: until every host's chain holds N of them
   local want=$1 i count

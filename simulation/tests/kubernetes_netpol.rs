@@ -279,13 +279,24 @@ fn the_upstream_network_policy_truth_tables_hold_on_real_kubelets() {
         bin,
         addresses: Addresses::new(),
     };
+    // What `romanactl ready` last said on each host, printed when it
+    // changes: a timeout then shows why the hosts were not ready.
+    let said = std::cell::RefCell::new(std::collections::BTreeMap::new());
     guard.wait_until(
         "Romana ready on every host",
         Duration::from_secs(180),
         |_| {
-            HOSTS
-                .iter()
-                .all(|h| netpol.romanactl(h, &["ready"]).is_ok())
+            HOSTS.iter().all(|h| {
+                let answer = netpol.romanactl(h, &["ready"]);
+                let text = match &answer {
+                    Ok(out) => format!("ready: {}", out.trim()),
+                    Err(e) => format!("not ready: {}", e.trim()),
+                };
+                if said.borrow_mut().insert(*h, text.clone()).as_ref() != Some(&text) {
+                    eprintln!("romanactl ready on {h}: {text}");
+                }
+                answer.is_ok()
+            })
         },
     );
 
